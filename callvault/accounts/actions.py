@@ -1,0 +1,229 @@
+"""Every change to users, projects, memberships and API keys; each is atomic and audited."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from callvault.accounts.models import (
+    CAPABILITIES,
+    ROLE_PRESETS,
+    ApiKey,
+    Membership,
+    Project,
+    Role,
+    User,
+    hash_api_key,
+)
+from callvault.audit.context import Actor
+from callvault.audit.models import ActorKind
+from callvault.audit.recorder import diff, record_event, snapshot
+from callvault.lib.errors import FieldErrors
+
+API_KEY_PREFIX = "cvk"
+
+
+@transaction.atomic
+def do_create_user(
+    username: str, password: str, *, first_name: str = "", last_name: str = "",
+    email: str = "", validate: bool = True,
+) -> User:
+    """A user with a password that passed the policy (unless validate=False, for demo data)."""
+    if User.objects.filter(username__iexact=username).exists():
+        raise FieldErrors.one("username", "this username is taken")
+    user = User(username=username, first_name=first_name, last_name=last_name, email=email)
+    if validate:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise FieldErrors.one("password", " ".join(exc.messages)) from None
+    user.set_password(password)
+    user.save()
+    record_event("user.create", project_id=None, object_type="user", object_id=user.pk,
+                 object_repr=user.username,
+                 changes={"username": [None, user.username], "password": "changed"})
+    return user
+
+
+@transaction.atomic
+def do_create_project(
+    name: str, slug: str, *, default_region: str = "RU", time_zone: str = "Europe/Moscow"
+) -> Project:
+    """A new project (the caller seeds its statuses through orders.actions)."""
+    if Project.objects.filter(slug=slug).exists():
+        raise FieldErrors.one("slug", "a project with this slug exists")
+    project = Project.objects.create(name=name, slug=slug, default_region=default_region.upper(),
+                                     time_zone=time_zone)
+    record_event("project.create", project_id=project.pk, object_type="project",
+                 object_id=project.pk, object_repr=name,
+                 changes={"name": [None, name], "slug": [None, slug]})
+    return project
+
+
+PROJECT_SETTINGS = ("name", "default_region", "time_zone", "mask_visible_digits",
+                    "duplicate_window_hours", "thank_you_url")
+
+
+@transaction.atomic
+def do_update_project(project: Project, **values: Any) -> Project:
+    """Change project settings; unknown names are refused."""
+    unknown = set(values) - set(PROJECT_SETTINGS)
+    if unknown:
+        raise FieldErrors({name: "not a project setting" for name in sorted(unknown)})
+    if "mask_visible_digits" in values and not 0 <= int(values["mask_visible_digits"]) <= 4:
+        raise FieldErrors.one("mask_visible_digits", "must be between 0 and 4")
+    before = snapshot(project, values)
+    for name, value in values.items():
+        setattr(project, name, value)
+    project.save(update_fields=list(values))
+    changes = diff(before, snapshot(project, values))
+    if changes:
+        record_event("project.update", project_id=project.pk, object_type="project",
+                     object_id=project.pk, object_repr=project.name, changes=changes)
+    return project
+
+
+@transaction.atomic
+def do_add_member(project: Project, user: User, role: str) -> Membership:
+    """Make the user a member with the role's preset capabilities."""
+    if role not in Role.values:
+        raise FieldErrors.one("role", "unknown role")
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise FieldErrors.one("user", "already a member of this project")
+    preset = ROLE_PRESETS[role]
+    member = Membership.objects.create(
+        project=project, user=user, role=role, **{name: name in preset for name in CAPABILITIES}
+    )
+    record_event("member.add", project_id=project.pk, object_type="membership",
+                 object_id=member.pk, object_repr=user.username,
+                 changes={"role": [None, role], **{n: [None, True] for n in sorted(preset)}})
+    return member
+
+
+@transaction.atomic
+def do_change_role(member: Membership, role: str) -> Membership:
+    """A new role, resetting the capability flags to that role's preset."""
+    if role not in Role.values:
+        raise FieldErrors.one("role", "unknown role")
+    fields = ["role", *CAPABILITIES]
+    before = snapshot(member, fields)
+    member.role = role
+    for name in CAPABILITIES:
+        setattr(member, name, name in ROLE_PRESETS[role])
+    member.save(update_fields=fields)
+    record_event("member.role", project_id=member.project_id, object_type="membership",
+                 object_id=member.pk, object_repr=member.user.username,
+                 changes=diff(before, snapshot(member, fields)))
+    return member
+
+
+@transaction.atomic
+def do_set_capabilities(member: Membership, flags: dict[str, bool]) -> Membership:
+    """An owner's per-member adjustment of capability flags."""
+    unknown = set(flags) - set(CAPABILITIES)
+    if unknown:
+        raise FieldErrors({name: "not a capability" for name in sorted(unknown)})
+    before = snapshot(member, flags)
+    for name, value in flags.items():
+        setattr(member, name, bool(value))
+    member.save(update_fields=list(flags))
+    changes = diff(before, snapshot(member, flags))
+    if changes:
+        record_event("member.capabilities", project_id=member.project_id,
+                     object_type="membership", object_id=member.pk,
+                     object_repr=member.user.username, changes=changes)
+    return member
+
+
+@transaction.atomic
+def do_deactivate_member(member: Membership) -> Membership:
+    """Take a member out of the project without deleting the record of what they did."""
+    if member.is_active:
+        member.is_active = False
+        member.save(update_fields=["is_active"])
+        record_event("member.deactivate", project_id=member.project_id,
+                     object_type="membership", object_id=member.pk,
+                     object_repr=member.user.username, changes={"is_active": [True, False]})
+    return member
+
+
+@transaction.atomic
+def do_create_api_key(
+    project: Project, name: str, *, created_by: User | None = None,
+    can_create_leads: bool = True, can_read_orders: bool = False,
+    can_update_orders: bool = False,
+) -> tuple[ApiKey, str]:
+    """A new key; the secret is returned once and only its hash is kept."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise FieldErrors.one("name", "a name of 1 to 100 characters is required")
+    prefix = secrets.token_hex(4)
+    secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        project=project, name=name, prefix=prefix, secret_hash=hash_api_key(secret),
+        created_by=created_by, can_create_leads=can_create_leads,
+        can_read_orders=can_read_orders, can_update_orders=can_update_orders,
+    )
+    record_event("api_key.create", project_id=project.pk, object_type="api_key",
+                 object_id=key.pk, object_repr=str(key),
+                 changes={"name": [None, name], "can_create_leads": [None, can_create_leads],
+                          "can_read_orders": [None, can_read_orders],
+                          "can_update_orders": [None, can_update_orders]})
+    return key, secret
+
+
+@transaction.atomic
+def do_revoke_api_key(key: ApiKey) -> ApiKey:
+    """Revoke a key; it answers 401 from then on."""
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        record_event("api_key.revoke", project_id=key.project_id, object_type="api_key",
+                     object_id=key.pk, object_repr=str(key),
+                     changes={"revoked_at": [None, key.revoked_at.isoformat()]})
+    return key
+
+
+def api_key_actor(key: ApiKey) -> Actor:
+    """The actor an API key's requests are recorded as."""
+    return Actor(ActorKind.API_KEY, str(key.pk), f"API key {key.name}")
+
+
+LAST_USED_GRANULARITY_SECONDS = 60
+
+
+def authenticate_api_key(raw: str | None) -> ApiKey | None:
+    """The key a secret belongs to, or None; a refused key is audited (by prefix, never secret)."""
+    raw = (raw or "").strip()
+    parts = raw.split("_")
+    key: ApiKey | None = None
+    if len(parts) == 3 and parts[0] == API_KEY_PREFIX:
+        key = ApiKey.objects.select_related("project").filter(prefix=parts[1]).first()
+    valid = (
+        key is not None
+        and key.revoked_at is None
+        and secrets.compare_digest(key.secret_hash, hash_api_key(raw))
+    )
+    if not valid:
+        if raw:
+            reason = "unknown" if key is None else ("revoked" if key.revoked_at else "wrong secret")
+            record_event("api_key.refused", project_id=key.project_id if key else None,
+                         object_type="api_key", object_id=key.pk if key else "",
+                         extra={"prefix": parts[1][:12] if len(parts) == 3 else "",
+                                "reason": reason})
+        return None
+    assert key is not None
+    now = timezone.now()
+    # One write a minute at most: "last used" needs no more precision than that.
+    stale = key.last_used_at is None or (now - key.last_used_at).total_seconds() > (
+        LAST_USED_GRANULARITY_SECONDS
+    )
+    if stale:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key

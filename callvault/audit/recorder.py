@@ -1,0 +1,99 @@
+"""Writing events: `record_event` and the before -> after helpers actions use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from callvault.audit.context import current
+from callvault.audit.models import AuditEvent
+
+# What a sealed value looks like in a diff: the record says that it changed, never to what.
+SEALED_CHANGED = "changed"
+
+
+class Sealed:
+    """Marks a snapshot value as secret: compared by its blind index, shown as "changed"."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: str | None) -> None:
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash(self.index)
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe form of a field value."""
+    if isinstance(value, models.Model):
+        return str(value.pk)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
+    """The values of `fields`, foreign keys by id, ready to diff."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        field = instance._meta.get_field(name)
+        attname = getattr(field, "attname", name)
+        out[name] = getattr(instance, attname)
+    return out
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """{field: [before, after]} for fields that changed; sealed ones as "changed"."""
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, Sealed) or isinstance(new, Sealed):
+            changes[key] = SEALED_CHANGED
+        else:
+            changes[key] = [plain(old), plain(new)]
+    return changes
+
+
+def record_event(
+    action: str,
+    *,
+    project_id: int | None,
+    object_type: str = "",
+    object_id: object = "",
+    object_repr: str = "",
+    changes: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event stamped with the current actor and request context."""
+    ctx = current()
+    return AuditEvent.objects.create(
+        created_at=timezone.now(),
+        project_id=project_id,
+        actor_kind=ctx.actor.kind,
+        actor_id=ctx.actor.id[:64],
+        actor_name=ctx.actor.name[:200],
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id) if object_id is not None else "",
+        object_repr=object_repr[:200],
+        changes=dict(changes or {}),
+        extra={k: plain(v) for k, v in (extra or {}).items()},
+        ip=ctx.ip,
+        user_agent=ctx.user_agent[:400],
+        request_id=ctx.request_id,
+    )

@@ -1,0 +1,450 @@
+"""Every change to orders, items, products, statuses and comments: atomic and audited."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from callvault.accounts.models import Project, User
+from callvault.audit.context import current
+from callvault.audit.recorder import Sealed, diff, record_event, snapshot
+from callvault.lib.errors import FieldErrors
+from callvault.orders.models import (
+    Comment,
+    IdempotencyRecord,
+    Order,
+    OrderItem,
+    Product,
+    Status,
+    StatusGroup,
+)
+from callvault.vault.logfilter import redact
+from callvault.vault.phones import PhoneError, parse_phone, seal_phone
+
+PHONE_FIELD = "phone"
+
+# (code, English name, group, requires a reason); names are translated on display, so a
+# project that renames a status sees its own name, and the defaults appear in both languages.
+DEFAULT_STATUSES: list[tuple[str, str, str, bool]] = [
+    ("new", gettext_noop("New"), StatusGroup.PROCESSING, False),
+    ("callback", gettext_noop("Call back"), StatusGroup.PROCESSING, False),
+    ("no_answer", gettext_noop("No answer"), StatusGroup.PROCESSING, False),
+    ("accepted", gettext_noop("Accepted"), StatusGroup.ACCEPTED, False),
+    ("cancelled", gettext_noop("Cancelled"), StatusGroup.CANCELLED, True),
+    ("spam", gettext_noop("Spam"), StatusGroup.SPAM, True),
+    ("shipped", gettext_noop("Shipped"), StatusGroup.SHIPPED, False),
+    ("delivered", gettext_noop("Delivered"), StatusGroup.DELIVERED, False),
+    ("returned", gettext_noop("Returned"), StatusGroup.RETURNED, False),
+]
+
+
+@transaction.atomic
+def do_create_default_statuses(project: Project) -> list[Status]:
+    """Seed a new project's statuses; "new" is the one lead intake uses."""
+    statuses = []
+    for position, (code, name, group, reason) in enumerate(DEFAULT_STATUSES):
+        status = Status.objects.create(
+            project=project, code=code, name=name, group=group, position=position,
+            is_initial=(code == "new"), requires_reason=reason,
+        )
+        record_event("status.create", project_id=project.pk, object_type="status",
+                     object_id=status.pk, object_repr=name,
+                     changes={"code": [None, code], "group": [None, group]})
+        statuses.append(status)
+    return statuses
+
+
+@transaction.atomic
+def do_create_product(
+    project: Project, *, sku: str, name: str, price: Decimal | str, is_upsell: bool = False
+) -> Product:
+    """A product the shop sells."""
+    errors: dict[str, str] = {}
+    sku, name = sku.strip(), name.strip()
+    if not sku or len(sku) > 64:
+        errors["sku"] = "a SKU of 1 to 64 characters is required"
+    elif Product.objects.filter(project=project, sku=sku).exists():
+        errors["sku"] = "a product with this SKU exists"
+    if not name or len(name) > 200:
+        errors["name"] = "a name of 1 to 200 characters is required"
+    try:
+        amount = Decimal(str(price))
+        if amount < 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ValueError
+    except (ArithmeticError, ValueError):
+        errors["price"] = "a non-negative amount with at most 2 decimals is required"
+    if errors:
+        raise FieldErrors(errors)
+    product = Product.objects.create(project=project, sku=sku, name=name, price=amount,
+                                     is_upsell=is_upsell)
+    record_event("product.create", project_id=project.pk, object_type="product",
+                 object_id=product.pk, object_repr=str(product),
+                 changes={"sku": [None, sku], "name": [None, name], "price": [None, str(amount)],
+                          "is_upsell": [None, is_upsell]})
+    return product
+
+
+@dataclass
+class LeadItem:
+    """A product line of an incoming lead."""
+
+    sku: str
+    quantity: int = 1
+
+
+@dataclass
+class Lead:
+    """An incoming lead as the intake API accepts it, before it becomes an order."""
+
+    phone: str
+    name: str = ""
+    address: str = ""
+    items: list[LeadItem] = field(default_factory=list)
+    source: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_content: str = ""
+    utm_term: str = ""
+    partner_ref: str = ""
+    comment: str = ""
+
+    def fingerprint(self) -> str:
+        """A digest of the content, to tell a true retry from a different lead reusing a key."""
+        data = json.dumps(self.__dict__, default=lambda o: o.__dict__, sort_keys=True)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+
+@dataclass
+class LeadResult:
+    """What intake answers: the order, and whether it was a replay of an earlier request."""
+
+    order: Order
+    replayed: bool = False
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different lead."""
+
+
+def _next_number(project: Project) -> int:
+    # One conditional UPDATE takes the project row's lock until commit (PostgreSQL) or runs
+    # inside SQLite's write lock, so two leads can never get the same number.
+    Project.objects.filter(pk=project.pk).update(order_seq=F("order_seq") + 1)
+    return int(Project.objects.values_list("order_seq", flat=True).get(pk=project.pk))
+
+
+def _initial_status(project: Project) -> Status:
+    status = Status.objects.filter(project=project, is_initial=True).first()
+    if status is None:
+        raise RuntimeError(f"project {project.pk} has no initial status")
+    return status
+
+
+def _resolve_items(project: Project, items: list[LeadItem]) -> list[tuple[Product, int]]:
+    skus = {item.sku for item in items}
+    products = {p.sku: p for p in Product.objects.filter(project=project, sku__in=skus,
+                                                        is_active=True)}
+    errors: dict[str, str] = {}
+    resolved = []
+    for i, item in enumerate(items):
+        if item.sku not in products:
+            errors[f"items.{i}.sku"] = "unknown product"
+        elif not 1 <= item.quantity <= 1000:
+            errors[f"items.{i}.quantity"] = "must be between 1 and 1000"
+        else:
+            resolved.append((products[item.sku], item.quantity))
+    if errors:
+        raise FieldErrors(errors)
+    return resolved
+
+
+def _find_original(project: Project, phone_index: str) -> Order | None:
+    since = timezone.now() - timedelta(hours=project.duplicate_window_hours)
+    newest = (Order.objects.filter(project=project, phone_index=phone_index, created_at__gte=since)
+              .order_by("-created_at", "-id").only("id", "duplicate_of_id").first())
+    if newest is None:
+        return None
+    # Point at the first order of the chain so duplicates of duplicates group together.
+    return newest.duplicate_of or newest
+
+
+def do_create_order(
+    project: Project, lead: Lead, *, idempotency_key: str | None = None
+) -> LeadResult:
+    """Turn a lead into an order: validate, seal the phone, flag a duplicate, record it.
+
+    With an idempotency key, a retry of the same lead returns the first order; the same key
+    with a different lead raises IdempotencyConflict. A concurrent retry that loses the race
+    on the unique key rolls back whole and then finds the winner's order.
+    """
+    fingerprint = lead.fingerprint()
+    if idempotency_key:
+        existing = _replay(project, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing
+    try:
+        return _create_order(project, lead, idempotency_key, fingerprint)
+    except IntegrityError:
+        if idempotency_key:
+            existing = _replay(project, idempotency_key, fingerprint)
+            if existing is not None:
+                return existing
+        raise
+
+
+def _replay(project: Project, key: str, fingerprint: str) -> LeadResult | None:
+    record = (IdempotencyRecord.objects.select_related("order", "order__status")
+              .filter(project=project, key=key).first())
+    if record is None:
+        return None
+    if record.fingerprint != fingerprint:
+        raise IdempotencyConflict(key)
+    return LeadResult(record.order, replayed=True)
+
+
+def _validate_lead(project: Project, lead: Lead) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    limits = {"name": 200, "address": 1000, "source": 200, "utm_source": 200,
+              "utm_medium": 200, "utm_campaign": 200, "utm_content": 200, "utm_term": 200,
+              "partner_ref": 100, "comment": 4000}
+    for name, limit in limits.items():
+        if len(getattr(lead, name)) > limit:
+            errors[name] = f"at most {limit} characters"
+    if len(lead.items) > 50:
+        errors["items"] = "at most 50 items"
+    return errors
+
+
+@transaction.atomic
+def _create_order(
+    project: Project, lead: Lead, idempotency_key: str | None, fingerprint: str
+) -> LeadResult:
+    errors = _validate_lead(project, lead)
+    try:
+        parsed = parse_phone(lead.phone, region=project.default_region,
+                             prefer_tz=project.time_zone)
+    except PhoneError as exc:
+        errors["phone"] = str(exc)
+    items: list[tuple[Product, int]] = []
+    try:
+        items = _resolve_items(project, lead.items)
+    except FieldErrors as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise FieldErrors(errors)
+    sealed = seal_phone(parsed, project_id=project.pk, field=PHONE_FIELD)
+    original = _find_original(project, sealed.blind_index)
+    order = Order.objects.create(
+        project=project,
+        number=_next_number(project),
+        status=_initial_status(project),
+        customer_name=lead.name.strip(),
+        phone_sealed=sealed.ciphertext,
+        phone_index=sealed.blind_index,
+        phone_mask=str.__str__(sealed),
+        customer_tz=parsed.time_zone or "",
+        address=lead.address.strip(),
+        source=lead.source, utm_source=lead.utm_source, utm_medium=lead.utm_medium,
+        utm_campaign=lead.utm_campaign, utm_content=lead.utm_content, utm_term=lead.utm_term,
+        partner_ref=lead.partner_ref,
+        next_call_at=timezone.now(),
+        duplicate_of=original,
+    )
+    OrderItem.objects.bulk_create(
+        OrderItem(order=order, project=project, product=product, quantity=qty,
+                  price=product.price, is_upsell=False)
+        for product, qty in items
+    )
+    changes: dict[str, Any] = diff({}, {**snapshot(order, ORDER_AUDITED_FIELDS),
+                                        PHONE_FIELD: Sealed(order.phone_index)})
+    record_event("order.create", project_id=project.pk, object_type="order",
+                 object_id=order.pk, object_repr=str(order), changes=changes,
+                 extra={"items": [f"{qty} x {p.sku}" for p, qty in items],
+                        "duplicate_of": original.pk if original else None})
+    if lead.comment.strip():
+        _add_comment(order, lead.comment.strip(), author=None)
+    if idempotency_key:
+        IdempotencyRecord.objects.create(project=project, key=idempotency_key,
+                                         fingerprint=fingerprint, order=order)
+    return LeadResult(order)
+
+
+# Fields whose before -> after the record keeps (the phone separately, as "changed").
+ORDER_AUDITED_FIELDS = (
+    "number", "status", "customer_name", "customer_tz", "address", "source", "utm_source",
+    "utm_medium", "utm_campaign", "utm_content", "utm_term", "partner_ref", "next_call_at",
+    "attempts", "assigned_to", "duplicate_of",
+)
+EDITABLE_FIELDS = ("customer_name", "address", "next_call_at", PHONE_FIELD)
+
+
+class StaleOrder(Exception):
+    """Someone else saved the order after this editor loaded it."""
+
+
+def _save_order(order: Order, before: dict[str, Any], *, action: str,
+                expected_version: int | None, extra: dict[str, Any] | None = None) -> Order:
+    """Write changed fields with the version check, and record before -> after."""
+    after = {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
+    changes = diff(before, after)
+    if not changes:
+        return order
+    current_version = order.version if expected_version is None else expected_version
+    fields = [f.attname for f in Order._meta.concrete_fields if not f.primary_key]
+    values = {name: getattr(order, name) for name in fields if name not in
+              ("version", "created_at", "project_id", "number")}
+    values["updated_at"] = timezone.now()
+    updated = Order.objects.filter(pk=order.pk, version=current_version).update(
+        **values, version=current_version + 1
+    )
+    if updated != 1:
+        raise StaleOrder(order.pk)
+    order.version = current_version + 1
+    order.updated_at = values["updated_at"]
+    record_event(action, project_id=order.project_id, object_type="order", object_id=order.pk,
+                 object_repr=str(order), changes=changes, extra=extra)
+    return order
+
+
+def _before(order: Order) -> dict[str, Any]:
+    return {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
+
+
+@transaction.atomic
+def do_update_order(
+    order: Order, values: dict[str, Any], *, expected_version: int | None = None
+) -> Order:
+    """Edit the customer's details; a new phone is re-sealed only if the number changed."""
+    unknown = set(values) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise FieldErrors({name: "cannot be changed here" for name in sorted(unknown)})
+    errors: dict[str, str] = {}
+    before = _before(order)
+    if "customer_name" in values:
+        order.customer_name = str(values["customer_name"]).strip()
+        if len(order.customer_name) > 200:
+            errors["customer_name"] = "at most 200 characters"
+    if "address" in values:
+        order.address = str(values["address"]).strip()
+        if len(order.address) > 1000:
+            errors["address"] = "at most 1000 characters"
+    if "next_call_at" in values:
+        when = values["next_call_at"]
+        if when is not None and (not isinstance(when, datetime) or timezone.is_naive(when)):
+            errors["next_call_at"] = "a date and time with a time zone is required"
+        order.next_call_at = when
+    if PHONE_FIELD in values:
+        project = order.project
+        try:
+            parsed = parse_phone(str(values[PHONE_FIELD]), region=project.default_region,
+                                 prefer_tz=project.time_zone)
+        except PhoneError as exc:
+            errors[PHONE_FIELD] = str(exc)
+        else:
+            sealed = seal_phone(parsed, project_id=order.project_id, field=PHONE_FIELD)
+            # AEAD nonces are random: re-sealing the same number would look like a change.
+            if sealed.blind_index != order.phone_index:
+                order.phone_sealed = sealed.ciphertext
+                order.phone_index = sealed.blind_index
+                order.phone_mask = str.__str__(sealed)
+                order.customer_tz = parsed.time_zone or ""
+    if errors:
+        raise FieldErrors(errors)
+    return _save_order(order, before, action="order.update", expected_version=expected_version)
+
+
+@transaction.atomic
+def do_change_status(
+    order: Order, status: Status, *, reason: str = "", expected_version: int | None = None
+) -> Order:
+    """Move an order to another status of its project; some statuses need a reason."""
+    if status.project_id != order.project_id or not status.is_active:
+        raise FieldErrors.one("status", "unknown status")
+    reason = reason.strip()
+    if status.requires_reason and not reason:
+        raise FieldErrors.one("reason", "a reason is required for this status")
+    if len(reason) > 1000:
+        raise FieldErrors.one("reason", "at most 1000 characters")
+    before = _before(order)
+    order.status = status
+    if status.group != StatusGroup.PROCESSING:
+        order.next_call_at = None
+    saved = _save_order(order, before, action="order.status", expected_version=expected_version,
+                        extra={"reason": reason} if reason else None)
+    if reason:
+        _add_comment(order, reason, author=None)
+    return saved
+
+
+@transaction.atomic
+def do_assign_order(order: Order, user: User | None) -> Order:
+    """Give the order to an operator (or take it back to nobody)."""
+    if user is not None and not user.memberships.filter(project_id=order.project_id,
+                                                         is_active=True).exists():
+        raise FieldErrors.one("assigned_to", "not an active member of this project")
+    before = _before(order)
+    order.assigned_to = user
+    return _save_order(order, before, action="order.assign", expected_version=None)
+
+
+@transaction.atomic
+def do_add_item(order: Order, product: Product, quantity: int, *, is_upsell: bool = False,
+                price: Decimal | None = None) -> OrderItem:
+    """Add a product line (an upsell when offered on the call)."""
+    if product.project_id != order.project_id or not product.is_active:
+        raise FieldErrors.one("product", "unknown product")
+    if not 1 <= quantity <= 1000:
+        raise FieldErrors.one("quantity", "must be between 1 and 1000")
+    if price is not None and price < 0:
+        raise FieldErrors.one("price", "must not be negative")
+    item = OrderItem.objects.create(order=order, project_id=order.project_id, product=product,
+                                    quantity=quantity,
+                                    price=product.price if price is None else price,
+                                    is_upsell=is_upsell)
+    record_event("order.item_add", project_id=order.project_id, object_type="order",
+                 object_id=order.pk, object_repr=str(order),
+                 changes={f"item {item.pk}": [None, f"{quantity} x {product.sku} @ {item.price}"]})
+    return item
+
+
+@transaction.atomic
+def do_remove_item(item: OrderItem) -> None:
+    """Remove a product line."""
+    order = item.order
+    text = f"{item.quantity} x {item.product.sku} @ {item.price}"
+    item_id = item.pk
+    item.delete()
+    record_event("order.item_remove", project_id=order.project_id, object_type="order",
+                 object_id=order.pk, object_repr=str(order),
+                 changes={f"item {item_id}": [text, None]})
+
+
+def _add_comment(order: Order, text: str, *, author: User | None) -> Comment:
+    # Comments are free text: the record keeps them, with anything phone-shaped blanked.
+    comment = Comment.objects.create(order=order, project_id=order.project_id, author=author,
+                                     author_name=current().actor.name or "system", text=text)
+    record_event("order.comment", project_id=order.project_id, object_type="order",
+                 object_id=order.pk, object_repr=str(order),
+                 changes={f"comment {comment.pk}": [None, redact(text[:200])]})
+    return comment
+
+
+@transaction.atomic
+def do_add_comment(order: Order, text: str, *, author: User | None) -> Comment:
+    """A note on the order."""
+    text = text.strip()
+    if not text:
+        raise FieldErrors.one("text", "a comment cannot be empty")
+    if len(text) > 4000:
+        raise FieldErrors.one("text", "at most 4000 characters")
+    return _add_comment(order, text, author=author)

@@ -1,0 +1,105 @@
+"""Order pages: the list (for members who may see the base) and the order card."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from decimal import Decimal
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from callvault.accounts.models import Membership, access_membership
+from callvault.audit.models import AuditEvent
+from callvault.audit.recorder import record_event
+from callvault.lib.errors import FieldErrors
+from callvault.orders.models import Order, access_order_by_id, visible_statuses
+from callvault.vault.actions import reveal
+from callvault.vault.phones import PhoneError, blind_index, parse_phone
+
+PAGE_SIZE = 50
+
+
+@login_required
+def order_list(request: HttpRequest, project_slug: str) -> HttpResponse:
+    """Orders the member may see, newest first, paged by id (no COUNT over the base)."""
+    member = access_membership(request.user, project_slug)
+    project = member.project
+    qs = Order.objects.visible_to(member).select_related("status", "assigned_to")
+    status_code = request.GET.get("status", "")
+    if status_code:
+        qs = qs.filter(status__code=status_code)
+    query = request.GET.get("q", "").strip()
+    search_error = ""
+    if query:
+        if not member.can_view_all_orders:
+            raise PermissionDenied
+        if query.lstrip("#").isdigit() and len(query.lstrip("#")) <= 9:
+            qs = qs.filter(number=int(query.lstrip("#")))
+        else:
+            try:
+                parsed = parse_phone(query, region=project.default_region)
+            except PhoneError:
+                search_error = _("Enter an order number or a complete phone number.")
+                qs = qs.none()
+            else:
+                qs = qs.filter(phone_index=blind_index(parsed.e164, project_id=project.pk))
+        # A search by number is a read that matters: record it without the digits.
+        record_event("order.search", project_id=project.pk,
+                     extra={"kind": "number" if query.lstrip("#").isdigit() else "phone",
+                            "results": qs.count()})
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        qs = qs.filter(pk__lt=int(before))
+    rows = list(qs.order_by("-pk")[: PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    visible = project.mask_visible_digits
+    return render(request, "orders/order_list.html", {
+        "member": member, "project": project,
+        "rows": [(order, order.phone_masked(visible)) for order in rows],
+        "next_before": rows[-1].pk if more and rows else None,
+        "statuses": visible_statuses(project), "status_code": status_code,
+        "query": query, "search_error": search_error,
+    })
+
+
+def _render_card(request: HttpRequest, member: Membership, order: Order, *,
+                 revealed: str | None = None, error: str = "") -> HttpResponse:
+    items = list(order.items.select_related("product"))
+    history: list[AuditEvent] = []
+    if member.can_view_audit:
+        history = list(AuditEvent.objects.filter(
+            project_id=order.project_id, object_type="order", object_id=str(order.pk)
+        ).order_by("-id")[:100])
+    return render(request, "orders/order_card.html", {
+        "member": member, "project": member.project, "order": order, "items": items,
+        "total": sum((i.line_total() for i in items), Decimal(0)),
+        "comments": order.comments.all(), "history": history,
+        "phone_masked": order.phone_masked(), "revealed": revealed, "reveal_error": error,
+    })
+
+
+@login_required
+def order_card(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse:
+    """The order card; opening it is a recorded read."""
+    member = access_membership(request.user, project_slug)
+    order = access_order_by_id(member, order_id)
+    record_event("order.view", project_id=order.project_id, object_type="order",
+                 object_id=order.pk, object_repr=str(order))
+    return _render_card(request, member, order)
+
+
+@login_required
+@require_POST
+def order_reveal(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse:
+    """Show the number once to a member who may see it, for the purpose they state."""
+    member = access_membership(request.user, project_slug)
+    order = access_order_by_id(member, order_id)
+    try:
+        digits = reveal(member, order, request.POST.get("purpose", ""))
+    except FieldErrors as exc:
+        return _render_card(request, member, order, error=exc.errors["purpose"])
+    return _render_card(request, member, order, revealed=digits)

@@ -1,0 +1,192 @@
+"""Django settings for callvault, read from CALLVAULT_* environment variables only.
+
+Safe embedded defaults for a laptop (SQLite and a generated key ring in the data folder);
+outside debug the process refuses to start without a real secret key and key ring.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from callvault.lib.dburl import database_from_url
+from callvault.lib.envconfig import (
+    default_data_dir,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent
+DEBUG = env_bool("CALLVAULT_DEBUG", False)
+TESTING = env_bool("CALLVAULT_TESTING", False)
+
+DATA_DIR = Path(env_str("CALLVAULT_DATA_DIR") or default_data_dir()).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _secret_key() -> str:
+    key = env_secret("CALLVAULT_SECRET_KEY")
+    if key:
+        if not DEBUG and len(key) < 40:
+            raise ImproperlyConfigured("CALLVAULT_SECRET_KEY must be at least 40 characters")
+        return key
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "CALLVAULT_SECRET_KEY (or CALLVAULT_SECRET_KEY_FILE) is required outside debug"
+        )
+    # Debug only: a key generated once per data folder so sessions survive restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("CALLVAULT_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CALLVAULT_CSRF_TRUSTED_ORIGINS")
+
+# The vault's key ring: JSON in CALLVAULT_KEYRING, or a file (CALLVAULT_KEYRING_FILE,
+# default <data>/keyring.json). Only debug and tests may generate one on first use.
+VAULT_KEYRING = env_secret("CALLVAULT_KEYRING") if not env_str("CALLVAULT_KEYRING_FILE") else None
+VAULT_KEYRING_FILE = Path(env_str("CALLVAULT_KEYRING_FILE") or DATA_DIR / "keyring.json")
+VAULT_KEYRING_AUTOCREATE = DEBUG or TESTING
+
+# Addresses (CIDR) of reverse proxies whose X-Forwarded-For / Forwarded headers are believed.
+TRUSTED_PROXIES = env_list("CALLVAULT_TRUSTED_PROXIES")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
+    "callvault.accounts",
+    "callvault.vault",
+    "callvault.audit",
+    "callvault.orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "callvault.audit.middleware.RequestContextMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "callvault.audit.middleware.AuthenticatedActorMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "callvault.urls"
+WSGI_APPLICATION = "callvault.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+DATABASE_URL = env_str("CALLVAULT_DATABASE_URL") or f"sqlite:///{DATA_DIR / 'callvault.sqlite3'}"
+DATABASES = {
+    "default": database_from_url(
+        DATABASE_URL, conn_max_age=env_int("CALLVAULT_DB_CONN_MAX_AGE", 600)
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("CALLVAULT_REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {"default": {"URL": REDIS_URL}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "callvault_cache"}}
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+if TESTING and not env_bool("CALLVAULT_TEST_REAL_TASKS", False):
+    TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = env_str("CALLVAULT_LANGUAGE", "ru")
+LANGUAGES = [("ru", _("Russian")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("CALLVAULT_TIME_ZONE", "Europe/Moscow")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(DATA_DIR / "media")}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = not DEBUG and env_bool("CALLVAULT_HTTPS", True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("CALLVAULT_HTTPS", not DEBUG) and not DEBUG:
+    SECURE_HSTS_SECONDS = env_int("CALLVAULT_HSTS_SECONDS", 31536000)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Lead intake: an order whose number already has an order in the project within this many
+# hours is stored and marked as a duplicate of it (a project can override).
+LEADS_DUPLICATE_WINDOW_HOURS = env_int("CALLVAULT_DUPLICATE_WINDOW_HOURS", 72)
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("CALLVAULT_IDEMPOTENCY_TTL_HOURS", 48)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"no_digits": {"()": "callvault.vault.logfilter.RedactPhoneDigits"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain",
+                    "filters": ["no_digits"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("CALLVAULT_LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,24 @@
+"""Top-level URLs: pages, the API and its docs, health."""
+
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+
+from callvault.accounts.views import home
+from callvault.api import api
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers: answers without touching the database."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("p/<slug:project_slug>/orders/", include("callvault.orders.urls")),
+    path("api/v1/", api.urls),
+    path("healthz", healthz, name="healthz"),
+]
