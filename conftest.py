@@ -17,8 +17,13 @@ from callvault.accounts.actions import (
 )
 from callvault.accounts.models import Membership, Project, Role
 from callvault.lib.fakephones import fake_phone
-from callvault.orders.actions import Lead, LeadItem, do_create_default_statuses, do_create_order
-from callvault.orders.actions import do_create_product
+from callvault.orders.actions import (
+    Lead,
+    LeadItem,
+    do_create_default_statuses,
+    do_create_order,
+    do_create_product,
+)
 from callvault.orders.models import Order
 
 PASSWORD = "correct horse battery staple 42"
@@ -87,15 +92,13 @@ def phone(rng: random.Random) -> tuple[str, str]:
 
 @pytest.fixture
 def order(project: Project, phone: tuple[str, str]) -> Order:
-    lead = Lead(phone=phone[0], name="Ivan Petrov", address="Moscow",
-                items=[LeadItem("TEA", 2)])
+    lead = Lead(phone=phone[0], name="Ivan Petrov", address="Moscow", items=[LeadItem("TEA", 2)])
     return do_create_order(project, lead).order
 
 
 @pytest.fixture
 def api_key(project: Project) -> str:
-    _, secret = do_create_api_key(project, "Landing", can_read_orders=True,
-                                  can_update_orders=True)
+    _, secret = do_create_api_key(project, "Landing", can_read_orders=True, can_update_orders=True)
     return secret
 
 

@@ -55,8 +55,10 @@ api = NinjaAPI(
 
 def field_errors_response(request: HttpRequest, errors: dict[str, str]) -> HttpResponse:
     """422 in the same shape as schema validation errors, one entry per field."""
-    detail = [{"loc": ["body", *name.split(".")], "msg": msg, "type": "value_error"}
-              for name, msg in errors.items()]
+    detail = [
+        {"loc": ["body", *name.split(".")], "msg": msg, "type": "value_error"}
+        for name, msg in errors.items()
+    ]
     return api.create_response(request, {"detail": detail}, status=422)
 
 
@@ -71,8 +73,13 @@ def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> Http
     for err in exc.errors:
         loc = [str(part) for part in err.get("loc", ()) if part not in ("payload", "body")]
         # Never echo the submitted value back: it may be a phone number.
-        detail.append({"loc": ["body", *loc] if loc else ["body"],
-                       "msg": err.get("msg", "invalid"), "type": err.get("type", "value_error")})
+        detail.append(
+            {
+                "loc": ["body", *loc] if loc else ["body"],
+                "msg": err.get("msg", "invalid"),
+                "type": err.get("type", "value_error"),
+            }
+        )
     return api.create_response(request, {"detail": detail}, status=422)
 
 

@@ -25,8 +25,11 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: callvault COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, help_ in COMMANDS.items()]
-    lines += ["", "`callvault COMMAND --help` shows a command's options.",
-              "Configuration comes from CALLVAULT_* environment variables (see .env.example)."]
+    lines += [
+        "",
+        "`callvault COMMAND --help` shows a command's options.",
+        "Configuration comes from CALLVAULT_* environment variables (see .env.example).",
+    ]
     return "\n".join(lines)
 
 

@@ -10,8 +10,8 @@ import tempfile
 os.environ.setdefault("CALLVAULT_TESTING", "1")
 os.environ.setdefault("CALLVAULT_DATA_DIR", tempfile.mkdtemp(prefix="callvault-test-"))
 
-from callvault.settings import *  # noqa: E402,F403
+from callvault.settings import *  # noqa: F403
 
 # Argon2 costs ~50 ms a hash by design; fixtures create many users. The hasher itself is
 # tested explicitly in accounts/tests/test_passwords.py.
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S105
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

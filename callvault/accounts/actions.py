@@ -30,8 +30,13 @@ API_KEY_PREFIX = "cvk"
 
 @transaction.atomic
 def do_create_user(
-    username: str, password: str, *, first_name: str = "", last_name: str = "",
-    email: str = "", validate: bool = True,
+    username: str,
+    password: str,
+    *,
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    validate: bool = True,
 ) -> User:
     """A user with a password that passed the policy (unless validate=False, for demo data)."""
     if User.objects.filter(username__iexact=username).exists():
@@ -44,9 +49,14 @@ def do_create_user(
             raise FieldErrors.one("password", " ".join(exc.messages)) from None
     user.set_password(password)
     user.save()
-    record_event("user.create", project_id=None, object_type="user", object_id=user.pk,
-                 object_repr=user.username,
-                 changes={"username": [None, user.username], "password": "changed"})
+    record_event(
+        "user.create",
+        project_id=None,
+        object_type="user",
+        object_id=user.pk,
+        object_repr=user.username,
+        changes={"username": [None, user.username], "password": "changed"},
+    )
     return user
 
 
@@ -57,16 +67,28 @@ def do_create_project(
     """A new project (the caller seeds its statuses through orders.actions)."""
     if Project.objects.filter(slug=slug).exists():
         raise FieldErrors.one("slug", "a project with this slug exists")
-    project = Project.objects.create(name=name, slug=slug, default_region=default_region.upper(),
-                                     time_zone=time_zone)
-    record_event("project.create", project_id=project.pk, object_type="project",
-                 object_id=project.pk, object_repr=name,
-                 changes={"name": [None, name], "slug": [None, slug]})
+    project = Project.objects.create(
+        name=name, slug=slug, default_region=default_region.upper(), time_zone=time_zone
+    )
+    record_event(
+        "project.create",
+        project_id=project.pk,
+        object_type="project",
+        object_id=project.pk,
+        object_repr=name,
+        changes={"name": [None, name], "slug": [None, slug]},
+    )
     return project
 
 
-PROJECT_SETTINGS = ("name", "default_region", "time_zone", "mask_visible_digits",
-                    "duplicate_window_hours", "thank_you_url")
+PROJECT_SETTINGS = (
+    "name",
+    "default_region",
+    "time_zone",
+    "mask_visible_digits",
+    "duplicate_window_hours",
+    "thank_you_url",
+)
 
 
 @transaction.atomic
@@ -83,8 +105,14 @@ def do_update_project(project: Project, **values: Any) -> Project:
     project.save(update_fields=list(values))
     changes = diff(before, snapshot(project, values))
     if changes:
-        record_event("project.update", project_id=project.pk, object_type="project",
-                     object_id=project.pk, object_repr=project.name, changes=changes)
+        record_event(
+            "project.update",
+            project_id=project.pk,
+            object_type="project",
+            object_id=project.pk,
+            object_repr=project.name,
+            changes=changes,
+        )
     return project
 
 
@@ -99,9 +127,14 @@ def do_add_member(project: Project, user: User, role: str) -> Membership:
     member = Membership.objects.create(
         project=project, user=user, role=role, **{name: name in preset for name in CAPABILITIES}
     )
-    record_event("member.add", project_id=project.pk, object_type="membership",
-                 object_id=member.pk, object_repr=user.username,
-                 changes={"role": [None, role], **{n: [None, True] for n in sorted(preset)}})
+    record_event(
+        "member.add",
+        project_id=project.pk,
+        object_type="membership",
+        object_id=member.pk,
+        object_repr=user.username,
+        changes={"role": [None, role], **{n: [None, True] for n in sorted(preset)}},
+    )
     return member
 
 
@@ -116,9 +149,14 @@ def do_change_role(member: Membership, role: str) -> Membership:
     for name in CAPABILITIES:
         setattr(member, name, name in ROLE_PRESETS[role])
     member.save(update_fields=fields)
-    record_event("member.role", project_id=member.project_id, object_type="membership",
-                 object_id=member.pk, object_repr=member.user.username,
-                 changes=diff(before, snapshot(member, fields)))
+    record_event(
+        "member.role",
+        project_id=member.project_id,
+        object_type="membership",
+        object_id=member.pk,
+        object_repr=member.user.username,
+        changes=diff(before, snapshot(member, fields)),
+    )
     return member
 
 
@@ -134,9 +172,14 @@ def do_set_capabilities(member: Membership, flags: dict[str, bool]) -> Membershi
     member.save(update_fields=list(flags))
     changes = diff(before, snapshot(member, flags))
     if changes:
-        record_event("member.capabilities", project_id=member.project_id,
-                     object_type="membership", object_id=member.pk,
-                     object_repr=member.user.username, changes=changes)
+        record_event(
+            "member.capabilities",
+            project_id=member.project_id,
+            object_type="membership",
+            object_id=member.pk,
+            object_repr=member.user.username,
+            changes=changes,
+        )
     return member
 
 
@@ -146,16 +189,25 @@ def do_deactivate_member(member: Membership) -> Membership:
     if member.is_active:
         member.is_active = False
         member.save(update_fields=["is_active"])
-        record_event("member.deactivate", project_id=member.project_id,
-                     object_type="membership", object_id=member.pk,
-                     object_repr=member.user.username, changes={"is_active": [True, False]})
+        record_event(
+            "member.deactivate",
+            project_id=member.project_id,
+            object_type="membership",
+            object_id=member.pk,
+            object_repr=member.user.username,
+            changes={"is_active": [True, False]},
+        )
     return member
 
 
 @transaction.atomic
 def do_create_api_key(
-    project: Project, name: str, *, created_by: User | None = None,
-    can_create_leads: bool = True, can_read_orders: bool = False,
+    project: Project,
+    name: str,
+    *,
+    created_by: User | None = None,
+    can_create_leads: bool = True,
+    can_read_orders: bool = False,
     can_update_orders: bool = False,
 ) -> tuple[ApiKey, str]:
     """A new key; the secret is returned once and only its hash is kept."""
@@ -165,15 +217,28 @@ def do_create_api_key(
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        project=project, name=name, prefix=prefix, secret_hash=hash_api_key(secret),
-        created_by=created_by, can_create_leads=can_create_leads,
-        can_read_orders=can_read_orders, can_update_orders=can_update_orders,
+        project=project,
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_api_key(secret),
+        created_by=created_by,
+        can_create_leads=can_create_leads,
+        can_read_orders=can_read_orders,
+        can_update_orders=can_update_orders,
     )
-    record_event("api_key.create", project_id=project.pk, object_type="api_key",
-                 object_id=key.pk, object_repr=str(key),
-                 changes={"name": [None, name], "can_create_leads": [None, can_create_leads],
-                          "can_read_orders": [None, can_read_orders],
-                          "can_update_orders": [None, can_update_orders]})
+    record_event(
+        "api_key.create",
+        project_id=project.pk,
+        object_type="api_key",
+        object_id=key.pk,
+        object_repr=str(key),
+        changes={
+            "name": [None, name],
+            "can_create_leads": [None, can_create_leads],
+            "can_read_orders": [None, can_read_orders],
+            "can_update_orders": [None, can_update_orders],
+        },
+    )
     return key, secret
 
 
@@ -183,9 +248,14 @@ def do_revoke_api_key(key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        record_event("api_key.revoke", project_id=key.project_id, object_type="api_key",
-                     object_id=key.pk, object_repr=str(key),
-                     changes={"revoked_at": [None, key.revoked_at.isoformat()]})
+        record_event(
+            "api_key.revoke",
+            project_id=key.project_id,
+            object_type="api_key",
+            object_id=key.pk,
+            object_repr=str(key),
+            changes={"revoked_at": [None, key.revoked_at.isoformat()]},
+        )
     return key
 
 
@@ -212,10 +282,13 @@ def authenticate_api_key(raw: str | None) -> ApiKey | None:
     if not valid:
         if raw:
             reason = "unknown" if key is None else ("revoked" if key.revoked_at else "wrong secret")
-            record_event("api_key.refused", project_id=key.project_id if key else None,
-                         object_type="api_key", object_id=key.pk if key else "",
-                         extra={"prefix": parts[1][:12] if len(parts) == 3 else "",
-                                "reason": reason})
+            record_event(
+                "api_key.refused",
+                project_id=key.project_id if key else None,
+                object_type="api_key",
+                object_id=key.pk if key else "",
+                extra={"prefix": parts[1][:12] if len(parts) == 3 else "", "reason": reason},
+            )
         return None
     assert key is not None
     now = timezone.now()

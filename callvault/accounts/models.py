@@ -51,9 +51,7 @@ class Project(models.Model):
     mask_visible_digits = models.PositiveSmallIntegerField(
         _("digits shown in masked numbers"), default=2
     )
-    duplicate_window_hours = models.PositiveIntegerField(
-        _("duplicate window, hours"), default=72
-    )
+    duplicate_window_hours = models.PositiveIntegerField(_("duplicate window, hours"), default=72)
     thank_you_url = models.URLField(_("thank-you page for form leads"), blank=True)
     order_seq = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -155,8 +153,10 @@ def access_membership(user: Any, project_slug: str) -> Membership:
     if not getattr(user, "is_authenticated", False):
         raise Http404
     try:
-        return Membership.objects.active().select_related("project", "user").get(
-            user=user, project__slug=project_slug
+        return (
+            Membership.objects.active()
+            .select_related("project", "user")
+            .get(user=user, project__slug=project_slug)
         )
     except Membership.DoesNotExist:
         raise Http404 from None

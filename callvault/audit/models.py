@@ -44,10 +44,12 @@ class AuditEvent(models.Model):
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
         indexes = [
-            models.Index(fields=["project_id", "object_type", "object_id", "id"],
-                         name="audit_object_idx"),
-            models.Index(fields=["project_id", "actor_kind", "actor_id", "id"],
-                         name="audit_actor_idx"),
+            models.Index(
+                fields=["project_id", "object_type", "object_id", "id"], name="audit_object_idx"
+            ),
+            models.Index(
+                fields=["project_id", "actor_kind", "actor_id", "id"], name="audit_actor_idx"
+            ),
         ]
 
     def __str__(self) -> str:

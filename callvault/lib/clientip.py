@@ -55,7 +55,7 @@ def _forwarded_chain(request: HttpRequest) -> list[str]:
                 if key.strip().lower() == "for":
                     hops.append(value)
         return hops
-    return request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    return str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
 
 
 def client_ip(request: HttpRequest) -> str:

@@ -53,12 +53,22 @@ def do_create_default_statuses(project: Project) -> list[Status]:
     statuses = []
     for position, (code, name, group, reason) in enumerate(DEFAULT_STATUSES):
         status = Status.objects.create(
-            project=project, code=code, name=name, group=group, position=position,
-            is_initial=(code == "new"), requires_reason=reason,
+            project=project,
+            code=code,
+            name=name,
+            group=group,
+            position=position,
+            is_initial=(code == "new"),
+            requires_reason=reason,
         )
-        record_event("status.create", project_id=project.pk, object_type="status",
-                     object_id=status.pk, object_repr=name,
-                     changes={"code": [None, code], "group": [None, group]})
+        record_event(
+            "status.create",
+            project_id=project.pk,
+            object_type="status",
+            object_id=status.pk,
+            object_repr=name,
+            changes={"code": [None, code], "group": [None, group]},
+        )
         statuses.append(status)
     return statuses
 
@@ -84,12 +94,22 @@ def do_create_product(
         errors["price"] = "a non-negative amount with at most 2 decimals is required"
     if errors:
         raise FieldErrors(errors)
-    product = Product.objects.create(project=project, sku=sku, name=name, price=amount,
-                                     is_upsell=is_upsell)
-    record_event("product.create", project_id=project.pk, object_type="product",
-                 object_id=product.pk, object_repr=str(product),
-                 changes={"sku": [None, sku], "name": [None, name], "price": [None, str(amount)],
-                          "is_upsell": [None, is_upsell]})
+    product = Product.objects.create(
+        project=project, sku=sku, name=name, price=amount, is_upsell=is_upsell
+    )
+    record_event(
+        "product.create",
+        project_id=project.pk,
+        object_type="product",
+        object_id=product.pk,
+        object_repr=str(product),
+        changes={
+            "sku": [None, sku],
+            "name": [None, name],
+            "price": [None, str(amount)],
+            "is_upsell": [None, is_upsell],
+        },
+    )
     return product
 
 
@@ -152,8 +172,9 @@ def _initial_status(project: Project) -> Status:
 
 def _resolve_items(project: Project, items: list[LeadItem]) -> list[tuple[Product, int]]:
     skus = {item.sku for item in items}
-    products = {p.sku: p for p in Product.objects.filter(project=project, sku__in=skus,
-                                                        is_active=True)}
+    products = {
+        p.sku: p for p in Product.objects.filter(project=project, sku__in=skus, is_active=True)
+    }
     errors: dict[str, str] = {}
     resolved = []
     for i, item in enumerate(items):
@@ -170,8 +191,12 @@ def _resolve_items(project: Project, items: list[LeadItem]) -> list[tuple[Produc
 
 def _find_original(project: Project, phone_index: str) -> Order | None:
     since = timezone.now() - timedelta(hours=project.duplicate_window_hours)
-    newest = (Order.objects.filter(project=project, phone_index=phone_index, created_at__gte=since)
-              .order_by("-created_at", "-id").only("id", "duplicate_of_id").first())
+    newest = (
+        Order.objects.filter(project=project, phone_index=phone_index, created_at__gte=since)
+        .order_by("-created_at", "-id")
+        .only("id", "duplicate_of_id")
+        .first()
+    )
     if newest is None:
         return None
     # Point at the first order of the chain so duplicates of duplicates group together.
@@ -203,8 +228,11 @@ def do_create_order(
 
 
 def _replay(project: Project, key: str, fingerprint: str) -> LeadResult | None:
-    record = (IdempotencyRecord.objects.select_related("order", "order__status")
-              .filter(project=project, key=key).first())
+    record = (
+        IdempotencyRecord.objects.select_related("order", "order__status")
+        .filter(project=project, key=key)
+        .first()
+    )
     if record is None:
         return None
     if record.fingerprint != fingerprint:
@@ -214,9 +242,18 @@ def _replay(project: Project, key: str, fingerprint: str) -> LeadResult | None:
 
 def _validate_lead(project: Project, lead: Lead) -> dict[str, str]:
     errors: dict[str, str] = {}
-    limits = {"name": 200, "address": 1000, "source": 200, "utm_source": 200,
-              "utm_medium": 200, "utm_campaign": 200, "utm_content": 200, "utm_term": 200,
-              "partner_ref": 100, "comment": 4000}
+    limits = {
+        "name": 200,
+        "address": 1000,
+        "source": 200,
+        "utm_source": 200,
+        "utm_medium": 200,
+        "utm_campaign": 200,
+        "utm_content": 200,
+        "utm_term": 200,
+        "partner_ref": 100,
+        "comment": 4000,
+    }
     for name, limit in limits.items():
         if len(getattr(lead, name)) > limit:
             errors[name] = f"at most {limit} characters"
@@ -231,8 +268,7 @@ def _create_order(
 ) -> LeadResult:
     errors = _validate_lead(project, lead)
     try:
-        parsed = parse_phone(lead.phone, region=project.default_region,
-                             prefer_tz=project.time_zone)
+        parsed = parse_phone(lead.phone, region=project.default_region, prefer_tz=project.time_zone)
     except PhoneError as exc:
         errors["phone"] = str(exc)
     items: list[tuple[Product, int]] = []
@@ -254,36 +290,69 @@ def _create_order(
         phone_mask=str.__str__(sealed),
         customer_tz=parsed.time_zone or "",
         address=lead.address.strip(),
-        source=lead.source, utm_source=lead.utm_source, utm_medium=lead.utm_medium,
-        utm_campaign=lead.utm_campaign, utm_content=lead.utm_content, utm_term=lead.utm_term,
+        source=lead.source,
+        utm_source=lead.utm_source,
+        utm_medium=lead.utm_medium,
+        utm_campaign=lead.utm_campaign,
+        utm_content=lead.utm_content,
+        utm_term=lead.utm_term,
         partner_ref=lead.partner_ref,
         next_call_at=timezone.now(),
         duplicate_of=original,
     )
     OrderItem.objects.bulk_create(
-        OrderItem(order=order, project=project, product=product, quantity=qty,
-                  price=product.price, is_upsell=False)
+        OrderItem(
+            order=order,
+            project=project,
+            product=product,
+            quantity=qty,
+            price=product.price,
+            is_upsell=False,
+        )
         for product, qty in items
     )
-    changes: dict[str, Any] = diff({}, {**snapshot(order, ORDER_AUDITED_FIELDS),
-                                        PHONE_FIELD: Sealed(order.phone_index)})
-    record_event("order.create", project_id=project.pk, object_type="order",
-                 object_id=order.pk, object_repr=str(order), changes=changes,
-                 extra={"items": [f"{qty} x {p.sku}" for p, qty in items],
-                        "duplicate_of": original.pk if original else None})
+    changes: dict[str, Any] = diff(
+        {}, {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
+    )
+    record_event(
+        "order.create",
+        project_id=project.pk,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        changes=changes,
+        extra={
+            "items": [f"{qty} x {p.sku}" for p, qty in items],
+            "duplicate_of": original.pk if original else None,
+        },
+    )
     if lead.comment.strip():
         _add_comment(order, lead.comment.strip(), author=None)
     if idempotency_key:
-        IdempotencyRecord.objects.create(project=project, key=idempotency_key,
-                                         fingerprint=fingerprint, order=order)
+        IdempotencyRecord.objects.create(
+            project=project, key=idempotency_key, fingerprint=fingerprint, order=order
+        )
     return LeadResult(order)
 
 
 # Fields whose before -> after the record keeps (the phone separately, as "changed").
 ORDER_AUDITED_FIELDS = (
-    "number", "status", "customer_name", "customer_tz", "address", "source", "utm_source",
-    "utm_medium", "utm_campaign", "utm_content", "utm_term", "partner_ref", "next_call_at",
-    "attempts", "assigned_to", "duplicate_of",
+    "number",
+    "status",
+    "customer_name",
+    "customer_tz",
+    "address",
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "partner_ref",
+    "next_call_at",
+    "attempts",
+    "assigned_to",
+    "duplicate_of",
 )
 EDITABLE_FIELDS = ("customer_name", "address", "next_call_at", PHONE_FIELD)
 
@@ -292,8 +361,14 @@ class StaleOrder(Exception):
     """Someone else saved the order after this editor loaded it."""
 
 
-def _save_order(order: Order, before: dict[str, Any], *, action: str,
-                expected_version: int | None, extra: dict[str, Any] | None = None) -> Order:
+def _save_order(
+    order: Order,
+    before: dict[str, Any],
+    *,
+    action: str,
+    expected_version: int | None,
+    extra: dict[str, Any] | None = None,
+) -> Order:
     """Write changed fields with the version check, and record before -> after."""
     after = {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
     changes = diff(before, after)
@@ -301,8 +376,11 @@ def _save_order(order: Order, before: dict[str, Any], *, action: str,
         return order
     current_version = order.version if expected_version is None else expected_version
     fields = [f.attname for f in Order._meta.concrete_fields if not f.primary_key]
-    values = {name: getattr(order, name) for name in fields if name not in
-              ("version", "created_at", "project_id", "number")}
+    values = {
+        name: getattr(order, name)
+        for name in fields
+        if name not in ("version", "created_at", "project_id", "number")
+    }
     values["updated_at"] = timezone.now()
     updated = Order.objects.filter(pk=order.pk, version=current_version).update(
         **values, version=current_version + 1
@@ -311,8 +389,15 @@ def _save_order(order: Order, before: dict[str, Any], *, action: str,
         raise StaleOrder(order.pk)
     order.version = current_version + 1
     order.updated_at = values["updated_at"]
-    record_event(action, project_id=order.project_id, object_type="order", object_id=order.pk,
-                 object_repr=str(order), changes=changes, extra=extra)
+    record_event(
+        action,
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        changes=changes,
+        extra=extra,
+    )
     return order
 
 
@@ -346,8 +431,9 @@ def do_update_order(
     if PHONE_FIELD in values:
         project = order.project
         try:
-            parsed = parse_phone(str(values[PHONE_FIELD]), region=project.default_region,
-                                 prefer_tz=project.time_zone)
+            parsed = parse_phone(
+                str(values[PHONE_FIELD]), region=project.default_region, prefer_tz=project.time_zone
+            )
         except PhoneError as exc:
             errors[PHONE_FIELD] = str(exc)
         else:
@@ -379,8 +465,13 @@ def do_change_status(
     order.status = status
     if status.group != StatusGroup.PROCESSING:
         order.next_call_at = None
-    saved = _save_order(order, before, action="order.status", expected_version=expected_version,
-                        extra={"reason": reason} if reason else None)
+    saved = _save_order(
+        order,
+        before,
+        action="order.status",
+        expected_version=expected_version,
+        extra={"reason": reason} if reason else None,
+    )
     if reason:
         _add_comment(order, reason, author=None)
     return saved
@@ -389,8 +480,10 @@ def do_change_status(
 @transaction.atomic
 def do_assign_order(order: Order, user: User | None) -> Order:
     """Give the order to an operator (or take it back to nobody)."""
-    if user is not None and not user.memberships.filter(project_id=order.project_id,
-                                                         is_active=True).exists():
+    if (
+        user is not None
+        and not user.memberships.filter(project_id=order.project_id, is_active=True).exists()
+    ):
         raise FieldErrors.one("assigned_to", "not an active member of this project")
     before = _before(order)
     order.assigned_to = user
@@ -398,8 +491,14 @@ def do_assign_order(order: Order, user: User | None) -> Order:
 
 
 @transaction.atomic
-def do_add_item(order: Order, product: Product, quantity: int, *, is_upsell: bool = False,
-                price: Decimal | None = None) -> OrderItem:
+def do_add_item(
+    order: Order,
+    product: Product,
+    quantity: int,
+    *,
+    is_upsell: bool = False,
+    price: Decimal | None = None,
+) -> OrderItem:
     """Add a product line (an upsell when offered on the call)."""
     if product.project_id != order.project_id or not product.is_active:
         raise FieldErrors.one("product", "unknown product")
@@ -407,13 +506,22 @@ def do_add_item(order: Order, product: Product, quantity: int, *, is_upsell: boo
         raise FieldErrors.one("quantity", "must be between 1 and 1000")
     if price is not None and price < 0:
         raise FieldErrors.one("price", "must not be negative")
-    item = OrderItem.objects.create(order=order, project_id=order.project_id, product=product,
-                                    quantity=quantity,
-                                    price=product.price if price is None else price,
-                                    is_upsell=is_upsell)
-    record_event("order.item_add", project_id=order.project_id, object_type="order",
-                 object_id=order.pk, object_repr=str(order),
-                 changes={f"item {item.pk}": [None, f"{quantity} x {product.sku} @ {item.price}"]})
+    item = OrderItem.objects.create(
+        order=order,
+        project_id=order.project_id,
+        product=product,
+        quantity=quantity,
+        price=product.price if price is None else price,
+        is_upsell=is_upsell,
+    )
+    record_event(
+        "order.item_add",
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        changes={f"item {item.pk}": [None, f"{quantity} x {product.sku} @ {item.price}"]},
+    )
     return item
 
 
@@ -424,18 +532,33 @@ def do_remove_item(item: OrderItem) -> None:
     text = f"{item.quantity} x {item.product.sku} @ {item.price}"
     item_id = item.pk
     item.delete()
-    record_event("order.item_remove", project_id=order.project_id, object_type="order",
-                 object_id=order.pk, object_repr=str(order),
-                 changes={f"item {item_id}": [text, None]})
+    record_event(
+        "order.item_remove",
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        changes={f"item {item_id}": [text, None]},
+    )
 
 
 def _add_comment(order: Order, text: str, *, author: User | None) -> Comment:
     # Comments are free text: the record keeps them, with anything phone-shaped blanked.
-    comment = Comment.objects.create(order=order, project_id=order.project_id, author=author,
-                                     author_name=current().actor.name or "system", text=text)
-    record_event("order.comment", project_id=order.project_id, object_type="order",
-                 object_id=order.pk, object_repr=str(order),
-                 changes={f"comment {comment.pk}": [None, redact(text[:200])]})
+    comment = Comment.objects.create(
+        order=order,
+        project_id=order.project_id,
+        author=author,
+        author_name=current().actor.name or "system",
+        text=text,
+    )
+    record_event(
+        "order.comment",
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        changes={f"comment {comment.pk}": [None, redact(text[:200])]},
+    )
     return comment
 
 

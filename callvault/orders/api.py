@@ -119,19 +119,41 @@ class ErrorOut(Schema):
 
 
 def _lead_out(order: Order) -> LeadOut:
-    return LeadOut(id=order.pk, number=order.number, phone_masked=order.phone_masked(),
-                   status=order.status.code, duplicate_of=order.duplicate_of_id)
+    return LeadOut(
+        id=order.pk,
+        number=order.number,
+        phone_masked=order.phone_masked(),
+        status=order.status.code,
+        duplicate_of=order.duplicate_of_id,
+    )
 
 
 def _order_out(order: Order) -> OrderOut:
-    items = [ItemOut(sku=i.product.sku, name=i.product.name, quantity=i.quantity,
-                     price=str(i.price), is_upsell=i.is_upsell) for i in order.items.all()]
+    items = [
+        ItemOut(
+            sku=i.product.sku,
+            name=i.product.name,
+            quantity=i.quantity,
+            price=str(i.price),
+            is_upsell=i.is_upsell,
+        )
+        for i in order.items.all()
+    ]
     return OrderOut(
-        id=order.pk, number=order.number, status=order.status.code,
-        status_group=order.status.group, customer_name=order.customer_name,
-        phone_masked=order.phone_masked(), address=order.address, source=order.source,
-        partner_ref=order.partner_ref, duplicate_of=order.duplicate_of_id, items=items,
-        total=str(order.total()), created_at=order.created_at, updated_at=order.updated_at,
+        id=order.pk,
+        number=order.number,
+        status=order.status.code,
+        status_group=order.status.group,
+        customer_name=order.customer_name,
+        phone_masked=order.phone_masked(),
+        address=order.address,
+        source=order.source,
+        partner_ref=order.partner_ref,
+        duplicate_of=order.duplicate_of_id,
+        items=items,
+        total=str(order.total()),
+        created_at=order.created_at,
+        updated_at=order.updated_at,
     )
 
 
@@ -160,8 +182,14 @@ def _take_lead(key: ApiKey, lead: Lead, idem: str | None) -> tuple[int, Order]:
 
 @router.post(
     "/leads",
-    response={200: LeadOut, 201: LeadOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut,
-              422: ErrorOut},
+    response={
+        200: LeadOut,
+        201: LeadOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
     summary="Post a lead (JSON)",
     description="Creates an order. Send an `Idempotency-Key` header to make retries safe: a "
     "retry answers 200 with the first order instead of creating another.",
@@ -184,22 +212,26 @@ def _form_error_page(request: HttpRequest, errors: dict[str, str], status: int) 
     return render(request, "orders/lead_form_error.html", {"errors": errors}, status=status)
 
 
-@router.post("/leads/form", auth=None, summary="Post a lead (HTML form)",
-             description="For landing pages without JavaScript: form-encoded fields, the key "
-             "in `api_key`. Redirects to the project's thank-you page (303).",
-             response={303: None, 201: LeadOut, 200: LeadOut})
+@router.post(
+    "/leads/form",
+    auth=None,
+    summary="Post a lead (HTML form)",
+    description="For landing pages without JavaScript: form-encoded fields, the key "
+    "in `api_key`. Redirects to the project's thank-you page (303).",
+    response={303: None, 201: LeadOut, 200: LeadOut},
+)
 def post_lead_form(request: HttpRequest, form: Form[LeadForm]) -> Any:
     key = authenticate_api_key(form.api_key or request.headers.get("X-Api-Key"))
     if key is None:
-        return _form_error_page(request, {"api_key": "a valid, unrevoked API key is required"},
-                                401)
+        return _form_error_page(request, {"api_key": "a valid, unrevoked API key is required"}, 401)
     set_actor(api_key_actor(key))
     lead = LeadSchema(**form.dict(exclude={"api_key", "idempotency_key", "sku", "quantity"}))
     if form.sku:
         lead.items.append(LeadItemSchema(sku=form.sku, quantity=form.quantity))
     try:
-        status, order = _take_lead(key, lead.to_lead(),
-                                   _idempotency_key(request, form.idempotency_key))
+        status, order = _take_lead(
+            key, lead.to_lead(), _idempotency_key(request, form.idempotency_key)
+        )
     except FieldErrors as exc:
         return _form_error_page(request, exc.errors, 422)
     except HttpError as exc:
@@ -216,12 +248,20 @@ def _readable(request: HttpRequest) -> ApiKey:
     return key
 
 
-@router.get("/orders", response={200: OrderPage, 401: ErrorOut, 403: ErrorOut},
-            summary="List orders", description="Newest first, 1-200 a page; pass `next_after` "
-            "back as `before` for the next page.")
-def list_orders(request: HttpRequest, status: str = "", partner_ref: str = "",
-                updated_since: datetime | None = None, before: int | None = None,
-                limit: int = 50) -> OrderPage:
+@router.get(
+    "/orders",
+    response={200: OrderPage, 401: ErrorOut, 403: ErrorOut},
+    summary="List orders",
+    description="Newest first, 1-200 a page; pass `next_after` back as `before` for the next page.",
+)
+def list_orders(
+    request: HttpRequest,
+    status: str = "",
+    partner_ref: str = "",
+    updated_since: datetime | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> OrderPage:
     key = _readable(request)
     limit = max(1, min(limit, 200))
     qs = Order.objects.for_api_key(key)
@@ -233,42 +273,66 @@ def list_orders(request: HttpRequest, status: str = "", partner_ref: str = "",
         qs = qs.filter(updated_at__gte=updated_since)
     if before:
         qs = qs.filter(pk__lt=before)
-    page = list(qs.select_related("status", "project").prefetch_related("items__product")
-                .order_by("-pk")[: limit + 1])
+    page = list(
+        qs.select_related("status", "project")
+        .prefetch_related("items__product")
+        .order_by("-pk")[: limit + 1]
+    )
     more = len(page) > limit
     page = page[:limit]
-    return OrderPage(items=[_order_out(o) for o in page],
-                     next_after=page[-1].pk if more and page else None)
+    return OrderPage(
+        items=[_order_out(o) for o in page], next_after=page[-1].pk if more and page else None
+    )
 
 
 def _get_order(key: ApiKey, order_id: int) -> Order:
-    order = (Order.objects.for_api_key(key).select_related("status", "project")
-             .prefetch_related("items__product").filter(pk=order_id).first())
+    order = (
+        Order.objects.for_api_key(key)
+        .select_related("status", "project")
+        .prefetch_related("items__product")
+        .filter(pk=order_id)
+        .first()
+    )
     if order is None:
         raise HttpError(404, "no such order")
     return order
 
 
-@router.get("/orders/{order_id}", response={200: OrderOut, 401: ErrorOut, 403: ErrorOut,
-                                            404: ErrorOut}, summary="One order")
+@router.get(
+    "/orders/{order_id}",
+    response={200: OrderOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="One order",
+)
 def get_order(request: HttpRequest, order_id: int) -> OrderOut:
     return _order_out(_get_order(_readable(request), order_id))
 
 
-@router.post("/orders/{order_id}/status",
-             response={200: OrderOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
-                       409: ErrorOut, 422: ErrorOut},
-             summary="Change an order's status")
+@router.post(
+    "/orders/{order_id}/status",
+    response={
+        200: OrderOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
+    summary="Change an order's status",
+)
 def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> OrderOut:
     key = _key(request)
     if not key.can_update_orders:
         raise HttpError(403, "this API key may not change orders")
-    order = (Order.objects.filter(project_id=key.project_id, pk=order_id)
-             .select_related("status", "project").first())
+    order = (
+        Order.objects.filter(project_id=key.project_id, pk=order_id)
+        .select_related("status", "project")
+        .first()
+    )
     if order is None:
         raise HttpError(404, "no such order")
-    status = Status.objects.filter(project_id=key.project_id, code=payload.status,
-                                   is_active=True).first()
+    status = Status.objects.filter(
+        project_id=key.project_id, code=payload.status, is_active=True
+    ).first()
     if status is None:
         raise FieldErrors.one("status", "unknown status")
     try:
@@ -279,5 +343,9 @@ def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> Ord
 
 
 def _get_order_for_update(key: ApiKey, order_id: int) -> Order:
-    return (Order.objects.filter(project_id=key.project_id, pk=order_id)
-            .select_related("status", "project").prefetch_related("items__product").get())
+    return (
+        Order.objects.filter(project_id=key.project_id, pk=order_id)
+        .select_related("status", "project")
+        .prefetch_related("items__product")
+        .get()
+    )

@@ -132,7 +132,11 @@ class Order(models.Model):
         verbose_name=_("operator"),
     )
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="duplicates",
         verbose_name=_("duplicate of"),
     )
     version = models.PositiveIntegerField(default=1)
@@ -242,9 +246,7 @@ class IdempotencyRecord(models.Model):
 def access_order_by_id(member: Membership, order_id: int) -> Order:
     """An order the member may see; 404 alike for missing and not theirs."""
     try:
-        return Order.objects.visible_to(member).select_related("project", "status").get(
-            pk=order_id
-        )
+        return Order.objects.visible_to(member).select_related("project", "status").get(pk=order_id)
     except Order.DoesNotExist:
         raise Http404 from None
 

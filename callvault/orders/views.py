@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from decimal import Decimal
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -47,9 +47,14 @@ def order_list(request: HttpRequest, project_slug: str) -> HttpResponse:
             else:
                 qs = qs.filter(phone_index=blind_index(parsed.e164, project_id=project.pk))
         # A search by number is a read that matters: record it without the digits.
-        record_event("order.search", project_id=project.pk,
-                     extra={"kind": "number" if query.lstrip("#").isdigit() else "phone",
-                            "results": qs.count()})
+        record_event(
+            "order.search",
+            project_id=project.pk,
+            extra={
+                "kind": "number" if query.lstrip("#").isdigit() else "phone",
+                "results": qs.count(),
+            },
+        )
     before = request.GET.get("before", "")
     if before.isdigit():
         qs = qs.filter(pk__lt=int(before))
@@ -57,29 +62,54 @@ def order_list(request: HttpRequest, project_slug: str) -> HttpResponse:
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     visible = project.mask_visible_digits
-    return render(request, "orders/order_list.html", {
-        "member": member, "project": project,
-        "rows": [(order, order.phone_masked(visible)) for order in rows],
-        "next_before": rows[-1].pk if more and rows else None,
-        "statuses": visible_statuses(project), "status_code": status_code,
-        "query": query, "search_error": search_error,
-    })
+    return render(
+        request,
+        "orders/order_list.html",
+        {
+            "member": member,
+            "project": project,
+            "rows": [(order, order.phone_masked(visible)) for order in rows],
+            "next_before": rows[-1].pk if more and rows else None,
+            "statuses": visible_statuses(project),
+            "status_code": status_code,
+            "query": query,
+            "search_error": search_error,
+        },
+    )
 
 
-def _render_card(request: HttpRequest, member: Membership, order: Order, *,
-                 revealed: str | None = None, error: str = "") -> HttpResponse:
+def _render_card(
+    request: HttpRequest,
+    member: Membership,
+    order: Order,
+    *,
+    revealed: str | None = None,
+    error: str = "",
+) -> HttpResponse:
     items = list(order.items.select_related("product"))
     history: list[AuditEvent] = []
     if member.can_view_audit:
-        history = list(AuditEvent.objects.filter(
-            project_id=order.project_id, object_type="order", object_id=str(order.pk)
-        ).order_by("-id")[:100])
-    return render(request, "orders/order_card.html", {
-        "member": member, "project": member.project, "order": order, "items": items,
-        "total": sum((i.line_total() for i in items), Decimal(0)),
-        "comments": order.comments.all(), "history": history,
-        "phone_masked": order.phone_masked(), "revealed": revealed, "reveal_error": error,
-    })
+        history = list(
+            AuditEvent.objects.filter(
+                project_id=order.project_id, object_type="order", object_id=str(order.pk)
+            ).order_by("-id")[:100]
+        )
+    return render(
+        request,
+        "orders/order_card.html",
+        {
+            "member": member,
+            "project": member.project,
+            "order": order,
+            "items": items,
+            "total": sum((i.line_total() for i in items), Decimal(0)),
+            "comments": order.comments.all(),
+            "history": history,
+            "phone_masked": order.phone_masked(),
+            "revealed": revealed,
+            "reveal_error": error,
+        },
+    )
 
 
 @login_required
@@ -87,8 +117,13 @@ def order_card(request: HttpRequest, project_slug: str, order_id: int) -> HttpRe
     """The order card; opening it is a recorded read."""
     member = access_membership(request.user, project_slug)
     order = access_order_by_id(member, order_id)
-    record_event("order.view", project_id=order.project_id, object_type="order",
-                 object_id=order.pk, object_repr=str(order))
+    record_event(
+        "order.view",
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+    )
     return _render_card(request, member, order)
 
 

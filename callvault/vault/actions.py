@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.core.exceptions import PermissionDenied
 
@@ -15,8 +15,11 @@ from callvault.vault.phones import SealedPhone, open_phone
 class HoldsPhone(Protocol):
     """Any project-owned row that carries a sealed phone (an order, later a contact)."""
 
-    pk: object
-    project_id: int
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def project_id(self) -> int: ...
 
     @property
     def phone(self) -> SealedPhone | None: ...
@@ -25,10 +28,17 @@ class HoldsPhone(Protocol):
 class Revealer(Protocol):
     """Who asks: a membership with a project and the capability flag."""
 
-    pk: object
-    project_id: int
-    is_active: bool
-    can_see_phones: bool
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def project_id(self) -> int: ...
+
+    @property
+    def is_active(self) -> bool: ...
+
+    @property
+    def can_see_phones(self) -> bool: ...
 
 
 PHONE_FIELD = "phone"
@@ -40,9 +50,7 @@ def reveal(member: Revealer, holder: HoldsPhone, purpose: str, *, field: str = P
     A refused attempt is audited too, so a pattern of tries is visible to the owner.
     """
     object_type = type(holder).__name__.lower()
-    allowed = (
-        member.is_active and member.can_see_phones and member.project_id == holder.project_id
-    )
+    allowed = member.is_active and member.can_see_phones and member.project_id == holder.project_id
     purpose = (purpose or "").strip()
     if not allowed:
         # Refusals are recorded too: a pattern of tries is what the owner needs to see.

@@ -62,15 +62,21 @@ class KeyRing:
     @classmethod
     def generate(cls) -> KeyRing:
         """A fresh ring with one sealing key and an index key."""
-        return cls(active="k1", seal_keys={"k1": AESGCM.generate_key(256)},
-                   index_key=secrets.token_bytes(32))
+        return cls(
+            active="k1",
+            seal_keys={"k1": AESGCM.generate_key(256)},
+            index_key=secrets.token_bytes(32),
+        )
 
     def with_new_key(self) -> KeyRing:
         """A copy with a new sealing key that becomes active."""
         number = 1 + max(int(k[1:]) for k in self.seal_keys if k[1:].isdigit())
         kid = f"k{number}"
-        return KeyRing(active=kid, seal_keys={**self.seal_keys, kid: AESGCM.generate_key(256)},
-                       index_key=self.index_key)
+        return KeyRing(
+            active=kid,
+            seal_keys={**self.seal_keys, kid: AESGCM.generate_key(256)},
+            index_key=self.index_key,
+        )
 
     def without_key(self, kid: str) -> KeyRing:
         """A copy with a retired key removed (never the active one)."""
@@ -81,11 +87,12 @@ class KeyRing:
 
     def to_json(self) -> str:
         """The ring as JSON (base64 keys): this text is the secret to back up."""
-        enc = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
         return json.dumps(
-            {"active": self.active,
-             "seal_keys": {k: enc(v) for k, v in sorted(self.seal_keys.items())},
-             "index_key": enc(self.index_key)},
+            {
+                "active": self.active,
+                "seal_keys": {k: _b64(v) for k, v in sorted(self.seal_keys.items())},
+                "index_key": _b64(self.index_key),
+            },
             indent=2,
         )
 
@@ -101,6 +108,10 @@ class KeyRing:
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ImproperlyConfigured(f"key ring cannot be read: {type(exc).__name__}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def write_keyring_file(path: Path, ring: KeyRing) -> None:
@@ -141,7 +152,8 @@ def create_keyring_file(path: Path) -> KeyRing:
     write_keyring_file(path, ring)
     log.warning(
         "A NEW VAULT KEY RING WAS CREATED at %s. Back it up now: without it every sealed phone "
-        "number in this database is lost for good.", path,
+        "number in this database is lost for good.",
+        path,
     )
     return ring
 

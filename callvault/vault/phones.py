@@ -85,7 +85,7 @@ def parse_phone(raw: str, *, region: str, prefer_tz: str | None = None) -> Parse
     pretty = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
     tz = prefer_tz if prefer_tz in zones else (zones[0] if zones else None)
-    return ParsedPhone(e164=e164, mask=_mask_pretty(pretty, number.country_code), time_zone=tz)
+    return ParsedPhone(e164=e164, mask=_mask_pretty(pretty, number.country_code or 0), time_zone=tz)
 
 
 def _mask_pretty(pretty: str, country_code: int) -> str:

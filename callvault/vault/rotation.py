@@ -18,8 +18,9 @@ def key_usage() -> dict[str, Counter[str]]:
     usage: dict[str, Counter[str]] = {}
     for col in SEALED_COLUMNS:
         counts: Counter[str] = Counter()
-        values = (col.model._default_manager.exclude(**{col.column: ""})
-                  .values_list(col.column, flat=True))
+        values = col.model._default_manager.exclude(**{col.column: ""}).values_list(
+            col.column, flat=True
+        )
         for value in values.iterator(chunk_size=2000):
             counts[key_id_of(value)] += 1
         usage[f"{col.model._meta.label}.{col.column}"] = counts
@@ -37,8 +38,9 @@ def _stale(col: SealedColumn, active: str, after_pk: int, batch: int) -> list[tu
     )
 
 
-def reseal_column(col: SealedColumn, *, batch: int = 500,
-                  progress: Callable[[str], None] = lambda s: None) -> int:
+def reseal_column(
+    col: SealedColumn, *, batch: int = 500, progress: Callable[[str], None] = lambda s: None
+) -> int:
     """Re-seal one column's values not under the active key; returns how many were re-sealed.
 
     Each batch is its own short transaction, and each row is written only if it still holds
@@ -55,12 +57,21 @@ def reseal_column(col: SealedColumn, *, batch: int = 500,
             for pk, project_id, old in rows:
                 plain = open_phone(old, project_id=project_id, field=col.field)
                 new = seal(plain, project_id=project_id, field=col.field, ring=ring)
-                changed += col.model._default_manager.filter(
-                    pk=pk, **{col.column: old}
-                ).update(**{col.column: new})
-            record_event("vault.rotate", project_id=None, object_type="sealed_column",
-                         object_id=label, extra={"key": ring.active, "resealed": changed,
-                                                 "first_pk": rows[0][0], "last_pk": rows[-1][0]})
+                changed += col.model._default_manager.filter(pk=pk, **{col.column: old}).update(
+                    **{col.column: new}
+                )
+            record_event(
+                "vault.rotate",
+                project_id=None,
+                object_type="sealed_column",
+                object_id=label,
+                extra={
+                    "key": ring.active,
+                    "resealed": changed,
+                    "first_pk": rows[0][0],
+                    "last_pk": rows[-1][0],
+                },
+            )
         done += changed
         after = rows[-1][0]
         progress(f"{label}: {done} re-sealed under {ring.active}")

@@ -38,9 +38,12 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 user = do_create_user(opts["username"], password, email=opts["email"])
-                project = do_create_project(opts["project"], opts["slug"],
-                                            default_region=opts["region"],
-                                            time_zone=opts["time_zone"])
+                project = do_create_project(
+                    opts["project"],
+                    opts["slug"],
+                    default_region=opts["region"],
+                    time_zone=opts["time_zone"],
+                )
                 do_create_default_statuses(project)
                 do_add_member(project, user, Role.OWNER)
         except FieldErrors as exc:

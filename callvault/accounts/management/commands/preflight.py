@@ -29,7 +29,8 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"database unreachable: {type(exc).__name__}: {exc}") from None
         self.stdout.write(f"database: {connection.vendor} reachable")
-        call_command("check", deploy=opts["deploy"], fail_level="WARNING" if opts["deploy"]
-                     else "ERROR")
+        call_command(
+            "check", deploy=opts["deploy"], fail_level="WARNING" if opts["deploy"] else "ERROR"
+        )
         call_command("migrate", check=True, plan=False, verbosity=0)
         self.stdout.write(self.style.SUCCESS("all checks passed"))

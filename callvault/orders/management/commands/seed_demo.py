@@ -46,10 +46,25 @@ PRODUCTS = [
     ("GIFT", "Gift box", "390.00", True),
     ("VIT", "Vitamins, 60 caps", "690.00", True),
 ]
-NAMES = ["Ivan Petrov", "Maria Ivanova", "Dmitry Smirnov", "Elena Kuznetsova", "Alexey Popov",
-         "Olga Sokolova", "Sergey Lebedev", "Natalia Kozlova", "Pavel Novikov", "Irina Morozova"]
-CITIES = ["Moscow, Tverskaya 1", "Kazan, Baumana 5", "Samara, Leninskaya 12",
-          "Tver, Sovetskaya 3", "Ufa, Lenina 20"]
+NAMES = [
+    "Ivan Petrov",
+    "Maria Ivanova",
+    "Dmitry Smirnov",
+    "Elena Kuznetsova",
+    "Alexey Popov",
+    "Olga Sokolova",
+    "Sergey Lebedev",
+    "Natalia Kozlova",
+    "Pavel Novikov",
+    "Irina Morozova",
+]
+CITIES = [
+    "Moscow, Tverskaya 1",
+    "Kazan, Baumana 5",
+    "Samara, Leninskaya 12",
+    "Tver, Sovetskaya 3",
+    "Ufa, Lenina 20",
+]
 SOURCES = ["landing-slim", "landing-cream", "partner-cpa"]
 
 
@@ -65,8 +80,11 @@ class Command(BaseCommand):
         creds = Path(settings.DATA_DIR) / "demo-credentials.txt"
         if not Project.objects.filter(slug="demo").exists():
             self._seed(opts["orders"], creds)
-        self.stdout.write(creds.read_text(encoding="utf-8") if creds.exists()
-                          else "demo project exists, but its credentials file is gone")
+        self.stdout.write(
+            creds.read_text(encoding="utf-8")
+            if creds.exists()
+            else "demo project exists, but its credentials file is gone"
+        )
 
     @transaction.atomic
     def _seed(self, n_orders: int, creds: Path) -> None:
@@ -81,12 +99,23 @@ class Command(BaseCommand):
             do_add_member(project, user, role)
             users[username] = user
             lines.append(f"  {role:<11} {username:<11} {password}")
-        products = [do_create_product(project, sku=s, name=n, price=p, is_upsell=u)
-                    for s, n, p, u in PRODUCTS]
-        _, secret = do_create_api_key(project, "Demo landing", created_by=users["owner"],
-                                      can_read_orders=True, can_update_orders=True)
-        lines += ["", f"  API key (lead intake, read, status): {secret}",
-                  "  API docs: http://127.0.0.1:8000/api/v1/docs", ""]
+        products = [
+            do_create_product(project, sku=s, name=n, price=p, is_upsell=u)
+            for s, n, p, u in PRODUCTS
+        ]
+        _, secret = do_create_api_key(
+            project,
+            "Demo landing",
+            created_by=users["owner"],
+            can_read_orders=True,
+            can_update_orders=True,
+        )
+        lines += [
+            "",
+            f"  API key (lead intake, read, status): {secret}",
+            "  API docs: http://127.0.0.1:8000/api/v1/docs",
+            "",
+        ]
         statuses = {s.code: s for s in Status.objects.filter(project=project)}
         operators = [users["operator1"], users["operator2"], users["operator3"]]
         # Numbers from the range reserved for fiction, written the ways people type them;
@@ -95,16 +124,25 @@ class Command(BaseCommand):
         for i in range(n_orders):
             raw = numbers[rng.randrange(i)] if i > 10 and i % 10 == 0 else numbers[i]
             items = [LeadItem(products[rng.randrange(3)].sku, rng.choice([1, 1, 1, 2]))]
-            lead = Lead(phone=raw, name=rng.choice(NAMES), address=rng.choice(CITIES),
-                        items=items, source=rng.choice(SOURCES), utm_source="demo",
-                        utm_campaign=f"campaign-{rng.randrange(1, 4)}")
+            lead = Lead(
+                phone=raw,
+                name=rng.choice(NAMES),
+                address=rng.choice(CITIES),
+                items=items,
+                source=rng.choice(SOURCES),
+                utm_source="demo",
+                utm_campaign=f"campaign-{rng.randrange(1, 4)}",
+            )
             order = do_create_order(project, lead).order
             roll = rng.random()
             if roll < 0.45:
                 do_assign_order(order, rng.choice(operators))
             if 0.2 < roll < 0.45:
                 code = rng.choice(["accepted", "accepted", "callback", "no_answer", "cancelled"])
-                do_change_status(order, statuses[code],
-                                 reason="Customer changed their mind" if code == "cancelled" else "")
+                do_change_status(
+                    order,
+                    statuses[code],
+                    reason="Customer changed their mind" if code == "cancelled" else "",
+                )
         creds.write_text("\n".join(lines) + "\n", encoding="utf-8")
         creds.chmod(0o600)

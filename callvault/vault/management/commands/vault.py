@@ -29,8 +29,11 @@ class Command(BaseCommand):
         sub.add_parser("init", help="create a new key ring file (refuses to overwrite)")
         sub.add_parser("status", help="keys in the ring and how many values each seals")
         rotate = sub.add_parser("rotate", help="add a new active key and re-seal everything")
-        rotate.add_argument("--resume", action="store_true",
-                            help="do not add a key; re-seal what is not under the active one")
+        rotate.add_argument(
+            "--resume",
+            action="store_true",
+            help="do not add a key; re-seal what is not under the active one",
+        )
         rotate.add_argument("--batch", type=int, default=500)
         retire = sub.add_parser("retire", help="remove a key that no value uses any more")
         retire.add_argument("key")
@@ -52,13 +55,18 @@ class Command(BaseCommand):
             create_keyring_file(path)
         except FileExistsError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.WARNING(
-            f"Key ring created at {path} (mode 0600). BACK IT UP NOW: without it the sealed "
-            "phone numbers cannot be read."))
+        self.stdout.write(
+            self.style.WARNING(
+                f"Key ring created at {path} (mode 0600). BACK IT UP NOW: without it the sealed "
+                "phone numbers cannot be read."
+            )
+        )
 
     def do_status(self, **opts: Any) -> None:
         ring = get_keyring()
-        self.stdout.write(f"active key: {ring.active}; keys in ring: {', '.join(sorted(ring.seal_keys))}")
+        self.stdout.write(
+            f"active key: {ring.active}; keys in ring: {', '.join(sorted(ring.seal_keys))}"
+        )
         for column, counts in key_usage().items():
             shown = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "empty"
             self.stdout.write(f"{column}: {shown}")
@@ -69,20 +77,26 @@ class Command(BaseCommand):
             ring = get_keyring().with_new_key()
             write_keyring_file(path, ring)
             reset_keyring_cache()
-            self.stdout.write(self.style.WARNING(
-                f"New active key {ring.active} written to {path}. Back the file up. Running "
-                "processes pick it up when they meet a value sealed under it."))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"New active key {ring.active} written to {path}. Back the file up. Running "
+                    "processes pick it up when they meet a value sealed under it."
+                )
+            )
         total = 0
         for col in SEALED_COLUMNS:
             total += reseal_column(col, batch=batch, progress=self.stdout.write)
-        self.stdout.write(self.style.SUCCESS(f"re-sealed {total} values under {get_keyring().active}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"re-sealed {total} values under {get_keyring().active}")
+        )
 
     def do_retire(self, *, key: str, **opts: Any) -> None:
         path = self._file()
         in_use = {col: n for col, counts in key_usage().items() if (n := counts.get(key, 0))}
         if in_use:
-            raise CommandError(f"key {key} still seals {in_use}; run `callvault vault rotate "
-                               "--resume` first")
+            raise CommandError(
+                f"key {key} still seals {in_use}; run `callvault vault rotate --resume` first"
+            )
         ring = get_keyring()
         if key not in ring.seal_keys:
             raise CommandError(f"no key {key} in the ring")
