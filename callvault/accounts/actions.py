@@ -270,7 +270,7 @@ LAST_USED_GRANULARITY_SECONDS = 60
 def authenticate_api_key(raw: str | None) -> ApiKey | None:
     """The key a secret belongs to, or None; a refused key is audited (by prefix, never secret)."""
     raw = (raw or "").strip()
-    parts = raw.split("_")
+    parts = raw.split("_", 2)  # the secret part may itself contain "_"
     key: ApiKey | None = None
     if len(parts) == 3 and parts[0] == API_KEY_PREFIX:
         key = ApiKey.objects.select_related("project").filter(prefix=parts[1]).first()

@@ -42,6 +42,10 @@ def plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
     return str(value)
 
 
@@ -60,7 +64,7 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
-        if old == new:
+        if old == new or (key not in before and new in ("", None)):
             continue
         if isinstance(old, Sealed) or isinstance(new, Sealed):
             changes[key] = SEALED_CHANGED

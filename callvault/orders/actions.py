@@ -470,7 +470,7 @@ def do_change_status(
         before,
         action="order.status",
         expected_version=expected_version,
-        extra={"reason": reason} if reason else None,
+        extra={"reason": redact(reason)} if reason else None,
     )
     if reason:
         _add_comment(order, reason, author=None)
