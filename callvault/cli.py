@@ -93,13 +93,38 @@ def serve(rest: list[str]) -> None:
 
 
 def worker(rest: list[str]) -> None:
-    """Run the task worker for the configured backend."""
+    """Run the task worker for the configured backend, and enqueue housekeeping regularly."""
     from django.conf import settings
 
+    from callvault.lib.envconfig import env_int
+    from callvault.maintenance import enqueue_maintenance, start_scheduler
+
+    parser = argparse.ArgumentParser(prog="callvault worker", description=COMMANDS["worker"])
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="enqueue housekeeping, run everything queued, then exit (for cron)",
+    )
+    args = parser.parse_args(rest)
+    enqueue_maintenance()
+    if not args.once:
+        start_scheduler(env_int("CALLVAULT_MAINTENANCE_INTERVAL", 3600))
     if settings.REDIS_URL:
-        _run_command("rqworker", ["callvault worker", "rqworker", "default", *rest])
+        extra = ["--burst"] if args.once else ["--with-scheduler"]
+        _run_command(
+            "rqworker",
+            [
+                "callvault worker",
+                "rqworker",
+                "default",
+                "--job-class",
+                "django_tasks_rq.Job",
+                *extra,
+            ],
+        )
     else:
-        _run_command("db_worker", ["callvault worker", "db_worker", *rest])
+        extra = ["--batch", "--no-startup-delay"] if args.once else []
+        _run_command("db_worker", ["callvault worker", "db_worker", "--no-reload", *extra])
 
 
 def demo(rest: list[str]) -> None:

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "ninja",  # serves the API docs page from its own static files, no CDN
     "callvault.accounts",
     "callvault.vault",
     "callvault.audit",
