@@ -19,6 +19,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("p/<slug:project_slug>/orders/", include("callvault.orders.urls")),
+    path("p/<slug:project_slug>/settings/", include("callvault.accounts.urls")),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
 ]

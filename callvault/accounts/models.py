@@ -36,6 +36,11 @@ class ProjectQuerySet(models.QuerySet["Project"]):
         return self.filter(memberships__user=user, memberships__is_active=True)
 
 
+def default_duplicate_window() -> int:
+    """The installation's default (CALLVAULT_DUPLICATE_WINDOW_HOURS) for new projects."""
+    return int(settings.LEADS_DUPLICATE_WINDOW_HOURS)
+
+
 class Project(models.Model):
     """One shop or offer: its orders, members, keys and settings belong to it."""
 
@@ -51,7 +56,9 @@ class Project(models.Model):
     mask_visible_digits = models.PositiveSmallIntegerField(
         _("digits shown in masked numbers"), default=2
     )
-    duplicate_window_hours = models.PositiveIntegerField(_("duplicate window, hours"), default=72)
+    duplicate_window_hours = models.PositiveIntegerField(
+        _("duplicate window, hours"), default=default_duplicate_window
+    )
     thank_you_url = models.URLField(_("thank-you page for form leads"), blank=True)
     order_seq = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

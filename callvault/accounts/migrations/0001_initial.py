@@ -5,6 +5,7 @@ import django.contrib.auth.validators
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
+import callvault.accounts.models
 from django.db import migrations, models
 
 
@@ -26,7 +27,7 @@ class Migration(migrations.Migration):
                 ('default_region', models.CharField(default='RU', help_text='Country for numbers written without a country code (ISO 3166, e.g. RU).', max_length=2, verbose_name='default phone region')),
                 ('time_zone', models.CharField(default='Europe/Moscow', max_length=64, verbose_name='time zone')),
                 ('mask_visible_digits', models.PositiveSmallIntegerField(default=2, verbose_name='digits shown in masked numbers')),
-                ('duplicate_window_hours', models.PositiveIntegerField(default=72, verbose_name='duplicate window, hours')),
+                ('duplicate_window_hours', models.PositiveIntegerField(default=callvault.accounts.models.default_duplicate_window, verbose_name='duplicate window, hours')),
                 ('thank_you_url', models.URLField(blank=True, verbose_name='thank-you page for form leads')),
                 ('order_seq', models.PositiveBigIntegerField(default=0, editable=False)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
