@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.http import HttpRequest
 from django.test import RequestFactory
 
 from callvault.lib.clientip import client_ip
@@ -16,7 +19,7 @@ SPOOFING_HEADERS = {
 }
 
 
-def request_from(peer: str, **headers: str):
+def request_from(peer: str, **headers: Any) -> HttpRequest:
     return RequestFactory().get("/", REMOTE_ADDR=peer, **headers)
 
 
