@@ -33,8 +33,8 @@ DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 def _secret_key() -> str:
     key = env_secret("CALLVAULT_SECRET_KEY")
     if key:
-        if not DEBUG and len(key) < 40:
-            raise ImproperlyConfigured("CALLVAULT_SECRET_KEY must be at least 40 characters")
+        if not DEBUG and len(key) < 50:
+            raise ImproperlyConfigured("CALLVAULT_SECRET_KEY must be at least 50 random characters")
         return key
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
@@ -183,7 +183,18 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("CALLVAULT_HTTPS", not DEBUG) and not DEBUG:
     SECURE_HSTS_SECONDS = env_int("CALLVAULT_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CALLVAULT_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("CALLVAULT_HSTS_PRELOAD", False)
+    # The reverse proxy (deploy/nginx) terminates TLS and sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("CALLVAULT_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Subdomains and the preload list commit the whole domain to HTTPS: that is the domain
+    # owner's decision (the variables above), not a defect for `check --deploy` to report.
+    SILENCED_SYSTEM_CHECKS = [
+        *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+    ]
 
 # Lead intake: an order whose number already has an order in the project within this many
 # hours is stored and marked as a duplicate of it (a project can override).

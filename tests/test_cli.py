@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -124,3 +125,16 @@ def test_serve_answers_over_http(tmp_path):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=15)
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    prod = {
+        "CALLVAULT_DEBUG": "0",
+        "CALLVAULT_SECRET_KEY": secrets.token_urlsafe(50),
+        "CALLVAULT_ALLOWED_HOSTS": "crm.example.com",
+    }
+    assert run(["vault", "init"], tmp_path, **prod).returncode == 0
+    assert run(["migrate"], tmp_path, **prod).returncode == 0
+    result = run(["check", "--deploy"], tmp_path, **prod)
+    assert result.returncode == 0, result.stderr
+    assert "all checks passed" in result.stdout

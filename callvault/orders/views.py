@@ -137,4 +137,6 @@ def order_reveal(request: HttpRequest, project_slug: str, order_id: int) -> Http
         digits = reveal(member, order, request.POST.get("purpose", ""))
     except FieldErrors as exc:
         return _render_card(request, member, order, error=exc.errors["purpose"])
-    return _render_card(request, member, order, revealed=digits)
+    response = _render_card(request, member, order, revealed=digits)
+    response["Cache-Control"] = "no-store"  # the digits must not stay in any cache
+    return response
