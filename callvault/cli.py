@@ -84,6 +84,8 @@ def serve(rest: list[str]) -> None:
             self.cfg.set("graceful_timeout", 10)
             if args.access_log:
                 self.cfg.set("accesslog", "-")
+                # The path without the query string: a phone search's query holds the number.
+                self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
 
         def load(self) -> object:
             return application

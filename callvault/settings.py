@@ -214,4 +214,10 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env_str("CALLVAULT_LOG_LEVEL", "INFO")},
+    # Django's own loggers get handlers without the filter by default; route them through ours
+    # (an error log line quotes the URL, and a phone search's URL holds the number).
+    "loggers": {
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("django", "django.server", "gunicorn.error")
+    },
 }

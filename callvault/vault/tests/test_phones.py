@@ -169,3 +169,15 @@ def test_seal_phone_keeps_mask_ciphertext_and_index_together(number, db):
     assert str(sealed) == parsed.mask
     assert open_phone(sealed.ciphertext, project_id=3, field="phone") == number[1]
     assert sealed.blind_index == blind_index(number[1], project_id=3)
+
+
+@pytest.mark.parametrize("name", ["", "django", "django.request", "django.server"])
+def test_every_configured_log_handler_blanks_digits(name, number):
+    logger = logging.getLogger(name)
+    while logger.handlers == [] and logger.propagate and logger.parent is not None:
+        logger = logger.parent
+    assert logger.handlers
+    for handler in logger.handlers:
+        if type(handler).__name__ == "LogCaptureHandler":  # pytest's own
+            continue
+        assert any(isinstance(f, RedactPhoneDigits) for f in handler.filters), handler
