@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	CALLVAULT_DEBUG=1 CALLVAULT_DATA_DIR=$(CURDIR)/var $(BIN)/callvault demo
 
+# PYTEST_ARGS passes options through, e.g. make test PYTEST_ARGS='-m "not browser"'.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
 	CALLVAULT_DATABASE_URL=$${CALLVAULT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
-		$(BIN)/pytest
+		$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,3 +40,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Russian catalogue: extract every marked string (templates and Python) into
+# callvault/locale/ru/LC_MESSAGES/django.po, then compile django.mo. Needs GNU gettext.
+# New or changed strings come out untranslated (msgstr "") or "#, fuzzy": translate them and
+# drop the fuzzy flags BEFORE committing, then run `make messages` again to recompile.
+# Commit both the .po and the .mo (CI has no gettext); accounts/tests/test_translations.py
+# fails on untranslated, fuzzy or uncompiled entries.
+messages: $(STAMP)
+	cd callvault && DJANGO_SETTINGS_MODULE=tests.settings ../$(BIN)/python ../manage.py \
+		makemessages --locale ru --no-location --no-obsolete
+	cd callvault && DJANGO_SETTINGS_MODULE=tests.settings ../$(BIN)/python ../manage.py \
+		compilemessages --locale ru

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -67,6 +68,9 @@ def on_field_errors(request: HttpRequest, exc: FieldErrors) -> HttpResponse:
     return field_errors_response(request, exc.errors)
 
 
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     detail: list[dict[str, Any]] = []
@@ -80,6 +84,14 @@ def on_validation_error(request: HttpRequest, exc: NinjaValidationError) -> Http
                 "type": err.get("type", "value_error"),
             }
         )
+    if request.content_type in FORM_CONTENT_TYPES:
+        # A plain HTML form (a landing page without JavaScript) cannot show JSON to the
+        # visitor: answer with the same page the form view renders for its own errors.
+        errors = {
+            ".".join(part for part in d["loc"][1:] if part != "form") or "form": d["msg"]
+            for d in detail
+        }
+        return render(request, "orders/lead_form_error.html", {"errors": errors}, status=422)
     return api.create_response(request, {"detail": detail}, status=422)
 
 

@@ -17,11 +17,7 @@ from callvault.cli import COMMANDS
 
 
 def run(args: list[str], data: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CALLVAULT_") and k != "DJANGO_SETTINGS_MODULE"
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "DJANGO_"))}
     clean.update({"CALLVAULT_DATA_DIR": str(data), "CALLVAULT_DEBUG": "1", **env})
     return subprocess.run(
         [sys.executable, "-m", "callvault.cli", *args],
@@ -93,11 +89,7 @@ def free_port() -> int:
 def test_serve_answers_over_http(tmp_path):
     assert run(["migrate"], tmp_path).returncode == 0
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CALLVAULT_") and k != "DJANGO_SETTINGS_MODULE"
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "DJANGO_"))}
     env.update({"CALLVAULT_DATA_DIR": str(tmp_path), "CALLVAULT_DEBUG": "1"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "callvault.cli", "serve", "--bind", f"127.0.0.1:{port}"],

@@ -51,11 +51,7 @@ else:
 
 
 def run(data: Path, args: list[str], **env: str) -> str:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CALLVAULT_") and k != "DJANGO_SETTINGS_MODULE"
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "DJANGO_"))}
     clean.update(
         {
             "CALLVAULT_DATA_DIR": str(data),

@@ -39,7 +39,8 @@ class AuditContext:
 
 
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "callvault_audit_context", default=AuditContext()  # noqa: B039 (frozen, immutable)
+    "callvault_audit_context",
+    default=AuditContext(),  # noqa: B039 (frozen, immutable)
 )
 
 

@@ -311,9 +311,7 @@ def _create_order(
         )
         for product, qty in items
     )
-    changes: dict[str, Any] = diff(
-        {}, {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
-    )
+    changes: dict[str, Any] = diff({}, _order_state(order))
     record_event(
         "order.create",
         project_id=project.pk,
@@ -370,8 +368,7 @@ def _save_order(
     extra: dict[str, Any] | None = None,
 ) -> Order:
     """Write changed fields with the version check, and record before -> after."""
-    after = {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
-    changes = diff(before, after)
+    changes = diff(before, _order_state(order))
     if not changes:
         return order
     current_version = order.version if expected_version is None else expected_version
@@ -401,8 +398,15 @@ def _save_order(
     return order
 
 
-def _before(order: Order) -> dict[str, Any]:
-    return {**snapshot(order, ORDER_AUDITED_FIELDS), PHONE_FIELD: Sealed(order.phone_index)}
+def _order_state(order: Order) -> dict[str, Any]:
+    """The audited fields as the record keeps them: the status by its code and the operator
+    by username (readable, and still meaningful after either is renamed or deleted), the
+    phone only as its blind index."""
+    state = snapshot(order, ORDER_AUDITED_FIELDS)
+    state["status"] = order.status.code if order.status_id else None
+    state["assigned_to"] = order.assigned_to.username if order.assigned_to else None
+    state[PHONE_FIELD] = Sealed(order.phone_index)
+    return state
 
 
 @transaction.atomic
@@ -414,7 +418,7 @@ def do_update_order(
     if unknown:
         raise FieldErrors({name: "cannot be changed here" for name in sorted(unknown)})
     errors: dict[str, str] = {}
-    before = _before(order)
+    before = _order_state(order)
     if "customer_name" in values:
         order.customer_name = str(values["customer_name"]).strip()
         if len(order.customer_name) > 200:
@@ -461,7 +465,7 @@ def do_change_status(
         raise FieldErrors.one("reason", "a reason is required for this status")
     if len(reason) > 1000:
         raise FieldErrors.one("reason", "at most 1000 characters")
-    before = _before(order)
+    before = _order_state(order)
     order.status = status
     if status.group != StatusGroup.PROCESSING:
         order.next_call_at = None
@@ -485,7 +489,7 @@ def do_assign_order(order: Order, user: User | None) -> Order:
         and not user.memberships.filter(project_id=order.project_id, is_active=True).exists()
     ):
         raise FieldErrors.one("assigned_to", "not an active member of this project")
-    before = _before(order)
+    before = _order_state(order)
     order.assigned_to = user
     return _save_order(order, before, action="order.assign", expected_version=None)
 

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from ninja import Field, Form, Router, Schema
 from ninja.errors import HttpError
+from ninja.responses import Status as Reply
 
 from callvault.accounts.actions import api_key_actor, authenticate_api_key
 from callvault.accounts.models import ApiKey
@@ -194,9 +195,9 @@ def _take_lead(key: ApiKey, lead: Lead, idem: str | None) -> tuple[int, Order]:
     description="Creates an order. Send an `Idempotency-Key` header to make retries safe: a "
     "retry answers 200 with the first order instead of creating another.",
 )
-def post_lead(request: HttpRequest, payload: LeadSchema) -> tuple[int, LeadOut]:
+def post_lead(request: HttpRequest, payload: LeadSchema) -> Reply[LeadOut]:
     status, order = _take_lead(_key(request), payload.to_lead(), _idempotency_key(request))
-    return status, _lead_out(order)
+    return Reply(status, _lead_out(order))
 
 
 class LeadForm(LeadSchema):
@@ -235,10 +236,12 @@ def post_lead_form(request: HttpRequest, form: Form[LeadForm]) -> Any:
     except FieldErrors as exc:
         return _form_error_page(request, exc.errors, 422)
     except HttpError as exc:
-        return _form_error_page(request, {"api_key": exc.message}, exc.status_code)
+        # 403: the key may not post leads; 409: the idempotency key was used for another lead.
+        field = "idempotency_key" if exc.status_code == 409 else "api_key"
+        return _form_error_page(request, {field: exc.message}, exc.status_code)
     if key.project.thank_you_url:
         return HttpResponseRedirect(key.project.thank_you_url, status=303)
-    return status, _lead_out(order)
+    return Reply(status, _lead_out(order))
 
 
 def _readable(request: HttpRequest) -> ApiKey:

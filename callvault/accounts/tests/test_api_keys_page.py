@@ -46,7 +46,7 @@ def test_an_owner_creates_a_key_and_sees_the_secret_once(owner):
 
 
 def test_a_key_that_may_do_nothing_is_refused(owner):
-    response = login(owner).post(URL, {"name": "Useless"})
+    response = login(owner).post(URL, {"name": "Useless"}, HTTP_ACCEPT_LANGUAGE="en")
     assert "must be allowed to do something" in response.content.decode()
     assert not ApiKey.objects.exists()
 

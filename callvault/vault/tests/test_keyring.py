@@ -56,7 +56,7 @@ def test_repr_never_shows_key_material():
 
 
 def run_check(env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "DJANGO_"))}
     clean.update(
         {"CALLVAULT_DATA_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "callvault.settings", **env}
     )
