@@ -16,6 +16,7 @@ from django.utils.translation import gettext_noop
 
 from callvault.accounts.models import Project, User
 from callvault.audit.context import current
+from callvault.audit.models import ActorKind
 from callvault.audit.recorder import Sealed, diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
 from callvault.orders.models import (
@@ -24,8 +25,11 @@ from callvault.orders.models import (
     Order,
     OrderItem,
     Product,
+    QueueClass,
     Status,
+    StatusChange,
     StatusGroup,
+    WorkSettings,
 )
 from callvault.vault.logfilter import redact
 from callvault.vault.phones import PhoneError, parse_phone, seal_phone
@@ -34,24 +38,25 @@ PHONE_FIELD = "phone"
 
 # (code, English name, group, requires a reason); names are translated on display, so a
 # project that renames a status sees its own name, and the defaults appear in both languages.
-DEFAULT_STATUSES: list[tuple[str, str, str, bool]] = [
-    ("new", gettext_noop("New"), StatusGroup.PROCESSING, False),
-    ("callback", gettext_noop("Call back"), StatusGroup.PROCESSING, False),
-    ("no_answer", gettext_noop("No answer"), StatusGroup.PROCESSING, False),
-    ("accepted", gettext_noop("Accepted"), StatusGroup.ACCEPTED, False),
-    ("cancelled", gettext_noop("Cancelled"), StatusGroup.CANCELLED, True),
-    ("spam", gettext_noop("Spam"), StatusGroup.SPAM, True),
-    ("shipped", gettext_noop("Shipped"), StatusGroup.SHIPPED, False),
-    ("delivered", gettext_noop("Delivered"), StatusGroup.DELIVERED, False),
-    ("returned", gettext_noop("Returned"), StatusGroup.RETURNED, False),
+DEFAULT_STATUSES: list[tuple[str, str, str, bool, str]] = [
+    ("new", gettext_noop("New"), StatusGroup.PROCESSING, False, QueueClass.NEW),
+    ("callback", gettext_noop("Call back"), StatusGroup.PROCESSING, False, QueueClass.CALLBACK),
+    ("no_answer", gettext_noop("No answer"), StatusGroup.PROCESSING, False, QueueClass.RETRY),
+    ("accepted", gettext_noop("Accepted"), StatusGroup.ACCEPTED, False, ""),
+    ("cancelled", gettext_noop("Cancelled"), StatusGroup.CANCELLED, True, ""),
+    ("unreachable", gettext_noop("Unreachable"), StatusGroup.CANCELLED, False, ""),
+    ("spam", gettext_noop("Spam"), StatusGroup.SPAM, True, ""),
+    ("shipped", gettext_noop("Shipped"), StatusGroup.SHIPPED, False, ""),
+    ("delivered", gettext_noop("Delivered"), StatusGroup.DELIVERED, False, ""),
+    ("returned", gettext_noop("Returned"), StatusGroup.RETURNED, False, ""),
 ]
 
 
 @transaction.atomic
 def do_create_default_statuses(project: Project) -> list[Status]:
-    """Seed a new project's statuses; "new" is the one lead intake uses."""
+    """Seed a new project's statuses and work settings; "new" is the one lead intake uses."""
     statuses = []
-    for position, (code, name, group, reason) in enumerate(DEFAULT_STATUSES):
+    for position, (code, name, group, reason, queue_class) in enumerate(DEFAULT_STATUSES):
         status = Status.objects.create(
             project=project,
             code=code,
@@ -60,6 +65,7 @@ def do_create_default_statuses(project: Project) -> list[Status]:
             position=position,
             is_initial=(code == "new"),
             requires_reason=reason,
+            queue_class=queue_class,
         )
         record_event(
             "status.create",
@@ -70,7 +76,25 @@ def do_create_default_statuses(project: Project) -> list[Status]:
             changes={"code": [None, code], "group": [None, group]},
         )
         statuses.append(status)
+    work = WorkSettings.objects.create(
+        project=project,
+        status_after_max_attempts=next(s for s in statuses if s.code == "unreachable"),
+    )
+    rank_statuses(work)
     return statuses
+
+
+def rank_statuses(work: WorkSettings) -> None:
+    """Give each queued status its class's place in the project's queue order, and re-rank
+    the waiting orders to match (a rare, whole-project step after a settings change)."""
+    priority = work.priority()
+    for status in Status.objects.filter(project_id=work.project_id):
+        rank = priority.index(status.queue_class) if status.queue_class else 0
+        if status.queue_rank != rank:
+            Status.objects.filter(pk=status.pk).update(queue_rank=rank)
+            # Bookkeeping derived from settings, not an edit of the orders: no event per row;
+            # the settings change that caused it is recorded.
+            Order.objects.filter(status=status, in_queue=True).update(queue_rank=rank)
 
 
 @transaction.atomic
@@ -280,10 +304,11 @@ def _create_order(
         raise FieldErrors(errors)
     sealed = seal_phone(parsed, project_id=project.pk, field=PHONE_FIELD)
     original = _find_original(project, sealed.blind_index)
+    status = _initial_status(project)
     order = Order.objects.create(
         project=project,
         number=_next_number(project),
-        status=_initial_status(project),
+        status=status,
         customer_name=lead.name.strip(),
         phone_sealed=sealed.ciphertext,
         phone_index=sealed.blind_index,
@@ -298,6 +323,8 @@ def _create_order(
         utm_term=lead.utm_term,
         partner_ref=lead.partner_ref,
         next_call_at=timezone.now(),
+        in_queue=status.is_queued,
+        queue_rank=status.queue_rank,
         duplicate_of=original,
     )
     OrderItem.objects.bulk_create(
@@ -371,6 +398,8 @@ def _save_order(
     changes = diff(before, _order_state(order))
     if not changes:
         return order
+    order.in_queue = order.status.is_queued
+    order.queue_rank = order.status.queue_rank
     current_version = order.version if expected_version is None else expected_version
     fields = [f.attname for f in Order._meta.concrete_fields if not f.primary_key]
     values = {
@@ -466,9 +495,13 @@ def do_change_status(
     if len(reason) > 1000:
         raise FieldErrors.one("reason", "at most 1000 characters")
     before = _order_state(order)
+    previous = order.status
     order.status = status
     if status.group != StatusGroup.PROCESSING:
         order.next_call_at = None
+    # Setting a status finishes the operator's turn with the order: the queue may hand it
+    # out again (if it is still queued) when its time comes.
+    order.locked_by, order.locked_until = None, None
     saved = _save_order(
         order,
         before,
@@ -476,9 +509,24 @@ def do_change_status(
         expected_version=expected_version,
         extra={"reason": redact(reason)} if reason else None,
     )
+    if previous.pk != status.pk:
+        StatusChange.objects.create(
+            project_id=order.project_id,
+            order=order,
+            user_id=acting_user_id(),
+            from_status=previous,
+            to_status=status,
+            to_group=status.group,
+        )
     if reason:
         _add_comment(order, reason, author=None)
     return saved
+
+
+def acting_user_id() -> int | None:
+    """The id of the member acting in this request, if the actor is a member."""
+    actor = current().actor
+    return int(actor.id) if actor.kind == ActorKind.MEMBER and actor.id.isdigit() else None
 
 
 @transaction.atomic

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from callvault.accounts.models import ApiKey, Membership, Project
@@ -31,8 +33,16 @@ class StatusGroup(models.TextChoices):
     RETURNED = "returned", _("Returned")
 
 
+class QueueClass(models.TextChoices):
+    """How the queue treats orders in a processing status; the project orders the classes."""
+
+    NEW = "new", _("New orders")
+    CALLBACK = "callback", _("Callbacks")
+    RETRY = "retry", _("No-answer retries")
+
+
 class Status(models.Model):
-    """A project's order status; its group drives the queue and the reports."""
+    """A project's order status; its group drives the reports, its queue class the queue."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="statuses")
     code = models.SlugField(_("code"), max_length=40)
@@ -42,6 +52,16 @@ class Status(models.Model):
     is_initial = models.BooleanField(_("new orders get this status"), default=False)
     requires_reason = models.BooleanField(_("requires a reason"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
+    queue_class = models.CharField(
+        _("queue class"),
+        max_length=16,
+        choices=QueueClass.choices,
+        blank=True,
+        help_text=_("Orders in this status are handed out by the queue (processing statuses)."),
+    )
+    # The class's place in the project's queue order, kept here so that placing an order in
+    # the queue needs no extra query (set by orders.queue.rank_statuses).
+    queue_rank = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name = _("status")
@@ -56,6 +76,11 @@ class Status(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_queued(self) -> bool:
+        """Whether orders in this status wait in the queue."""
+        return self.group == StatusGroup.PROCESSING and bool(self.queue_class) and self.is_active
 
 
 class Product(models.Model):
@@ -91,7 +116,9 @@ class OrderQuerySet(models.QuerySet["Order"]):
             return self.none()
         qs = self.filter(project_id=member.project_id)
         if not member.can_view_all_orders:
-            qs = qs.filter(assigned_to_id=member.user_id)
+            # Their own orders, and the one the queue handed them while they hold it.
+            held = Q(locked_by_id=member.user_id, locked_until__gt=timezone.now())
+            qs = qs.filter(Q(assigned_to_id=member.user_id) | held)
         return qs
 
     def for_api_key(self, key: ApiKey) -> OrderQuerySet:
@@ -139,6 +166,17 @@ class Order(models.Model):
         related_name="duplicates",
         verbose_name=_("duplicate of"),
     )
+    # The queue: whether the order waits for a call, its class's rank, and who holds it now.
+    in_queue = models.BooleanField(default=False)
+    queue_rank = models.PositiveSmallIntegerField(default=0)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="locked_orders",
+    )
+    locked_until = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -152,6 +190,14 @@ class Order(models.Model):
             models.UniqueConstraint(fields=["project", "number"], name="order_number_per_project")
         ]
         indexes = [
+            # Only claimable rows: a table that is mostly processed keeps a small index, and
+            # the claim walks it in hand-out order (see docs/benchmarks.md).
+            models.Index(
+                fields=["project", "queue_rank", "next_call_at", "id"],
+                condition=Q(in_queue=True),
+                name="order_queue_idx",
+            ),
+            models.Index(fields=["project", "locked_by"], name="order_locked_idx"),
             models.Index(fields=["project", "phone_index", "created_at"], name="order_phone_idx"),
             models.Index(fields=["project", "assigned_to", "id"], name="order_assignee_idx"),
             models.Index(fields=["project", "status", "id"], name="order_status_idx"),
@@ -254,3 +300,91 @@ def access_order_by_id(member: Membership, order_id: int) -> Order:
 def visible_statuses(project: Project) -> QuerySet[Status]:
     """A project's active statuses in display order."""
     return Status.objects.filter(project=project, is_active=True)
+
+
+def default_calling_start() -> time:
+    """Calls start at 9:00 in the customer's time zone unless the project says otherwise."""
+    return time(9, 0)
+
+
+def default_calling_end() -> time:
+    """Calls end at 21:00 in the customer's time zone unless the project says otherwise."""
+    return time(21, 0)
+
+
+class WorkSettings(models.Model):
+    """How a project's call center works: calling hours, queue rules, the sales script."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="work")
+    calling_hours_start = models.TimeField(_("calls from"), default=default_calling_start)
+    calling_hours_end = models.TimeField(_("calls until"), default=default_calling_end)
+    lock_minutes = models.PositiveSmallIntegerField(
+        _("an operator holds an order for, minutes"),
+        default=15,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+    )
+    queue_priority = models.CharField(
+        _("queue order"),
+        max_length=40,
+        default="new,callback,retry",
+        help_text=_("The order in which classes are handed out: new, callback, retry."),
+    )
+    no_answer_backoff = models.CharField(
+        _("after no answer, call again in (minutes)"),
+        max_length=200,
+        default="15,60,240,1440",
+        help_text=_("One delay per attempt, comma-separated; the last one repeats."),
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        _("attempts before giving up"),
+        default=6,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+    )
+    status_after_max_attempts = models.ForeignKey(
+        Status,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("status after the last attempt"),
+    )
+    script = models.TextField(_("sales script"), blank=True, max_length=20000)
+
+    class Meta:
+        verbose_name = _("work settings")
+        verbose_name_plural = _("work settings")
+
+    def __str__(self) -> str:
+        return f"work settings of {self.project}"
+
+    def priority(self) -> list[str]:
+        """The queue classes in hand-out order (unknown names dropped, missing ones appended)."""
+        named = [c.strip() for c in self.queue_priority.split(",") if c.strip() in QueueClass]
+        return named + [c for c in QueueClass.values if c not in named]
+
+    def backoff_minutes(self) -> list[int]:
+        """The no-answer delays in minutes."""
+        return [int(m) for m in self.no_answer_backoff.split(",") if m.strip().isdigit()] or [60]
+
+
+class StatusChange(models.Model):
+    """One status change of an order, kept for the dashboard and reports.
+
+    The audit record has the same facts, but reports need them indexed by day and member.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_changes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    from_status = models.ForeignKey(Status, on_delete=models.PROTECT, related_name="+")
+    to_status = models.ForeignKey(Status, on_delete=models.PROTECT, related_name="+")
+    to_group = models.CharField(max_length=16, choices=StatusGroup.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "created_at"], name="statuschange_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.order} {self.from_status_id}->{self.to_status_id}"
