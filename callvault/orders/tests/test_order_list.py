@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.lib.fakephones import fake_phone_numbers
-from callvault.orders import views
+from callvault.orders import lists
 from callvault.orders.actions import (
     Lead,
     LeadItem,
@@ -202,7 +202,7 @@ def test_a_search_is_not_a_get_parameter(supervisor: Membership, order: Order) -
 def test_it_pages_older_orders(
     supervisor: Membership, project: Project, rng: random.Random, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(lists, "PAGE_SIZE", 2)
     orders = make_orders(project, 3, rng)
     client = login(supervisor)
     first = client.get(URL)
