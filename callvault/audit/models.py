@@ -26,7 +26,8 @@ class AuditEvent(models.Model):
     """
 
     created_at = models.DateTimeField(_("time"), db_index=True)
-    project_id = models.BigIntegerField(_("project"), null=True, db_index=True)
+    # Searched through the composite indexes below, which all start with the project.
+    project_id = models.BigIntegerField(_("project"), null=True)
     actor_kind = models.CharField(_("actor kind"), max_length=16, choices=ActorKind.choices)
     actor_id = models.CharField(_("actor id"), max_length=64, blank=True)
     actor_name = models.CharField(_("actor"), max_length=200, blank=True)

@@ -15,6 +15,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -120,15 +121,23 @@ def mask_with(mask: str, visible: int) -> str:
     return f"{head} {''.join(out)}" if body else head
 
 
+@lru_cache(maxsize=4096)
 def _aad(project_id: int, field: str) -> bytes:
     return f"callvault/phone/{project_id}/{field}".encode()
+
+
+@lru_cache(maxsize=8)
+def _index_mac(index_key: bytes) -> hmac.HMAC:
+    # Keying HMAC costs about as much as hashing a number: key once, copy per number.
+    return hmac.new(index_key, digestmod=hashlib.sha256)
 
 
 def blind_index(e164: str, *, project_id: int, ring: KeyRing | None = None) -> str:
     """Keyed HMAC of the E.164 form, per project: equal numbers match, nothing else leaks."""
     ring = ring or get_keyring()
-    msg = f"{project_id}:{e164}".encode()
-    return hmac.new(ring.index_key, msg, hashlib.sha256).hexdigest()
+    mac = _index_mac(ring.index_key).copy()
+    mac.update(f"{project_id}:{e164}".encode())
+    return mac.hexdigest()
 
 
 def seal(e164: str, *, project_id: int, field: str, ring: KeyRing | None = None) -> str:
