@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
-from callvault.accounts.views import home
+from callvault.accounts.views import PasswordChangeView, home
 from callvault.api import api
 
 
@@ -17,9 +17,16 @@ urlpatterns = [
     path("", home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path("i18n/", include("django.conf.urls.i18n")),
     path("p/<slug:project_slug>/orders/", include("callvault.orders.urls")),
     path("p/<slug:project_slug>/settings/", include("callvault.accounts.urls")),
+    path("p/<slug:project_slug>/setup/", include("callvault.orders.setup_urls")),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
 ]

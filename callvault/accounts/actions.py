@@ -9,6 +9,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from callvault.accounts.models import (
     CAPABILITIES,
@@ -22,7 +23,7 @@ from callvault.accounts.models import (
 )
 from callvault.audit.context import Actor
 from callvault.audit.models import ActorKind
-from callvault.audit.recorder import diff, record_event, snapshot
+from callvault.audit.recorder import SEALED_CHANGED, diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
 
 API_KEY_PREFIX = "cvk"
@@ -37,11 +38,19 @@ def do_create_user(
     last_name: str = "",
     email: str = "",
     validate: bool = True,
+    must_change_password: bool = False,
 ) -> User:
-    """A user with a password that passed the policy (unless validate=False, for demo data)."""
+    """A user with a password that passed the policy (unless validate=False, for demo data);
+    must_change_password when someone other than the user chose it."""
     if User.objects.filter(username__iexact=username).exists():
         raise FieldErrors.one("username", "this username is taken")
-    user = User(username=username, first_name=first_name, last_name=last_name, email=email)
+    user = User(
+        username=username,
+        first_name=first_name,
+        last_name=last_name,
+        email=email,
+        must_change_password=must_change_password,
+    )
     if validate:
         try:
             validate_password(password, user)
@@ -55,7 +64,39 @@ def do_create_user(
         object_type="user",
         object_id=user.pk,
         object_repr=user.username,
-        changes={"username": [None, user.username], "password": "changed"},
+        changes={
+            "username": [None, user.username],
+            "password": SEALED_CHANGED,
+            **({"must_change_password": [None, True]} if must_change_password else {}),
+        },
+    )
+    return user
+
+
+@transaction.atomic
+def do_change_password(user: User, new_password: str) -> User:
+    """The user replaces their own password; it must pass the policy, and a password someone
+    else chose (must_change_password) must not be kept."""
+    try:
+        validate_password(new_password, user)
+    except ValidationError as exc:
+        raise FieldErrors.one("new_password1", " ".join(exc.messages)) from None
+    if user.must_change_password and user.check_password(new_password):
+        raise FieldErrors.one("new_password1", _("Choose a password different from the old one."))
+    before = snapshot(user, ["must_change_password"])
+    user.set_password(new_password)
+    user.must_change_password = False
+    user.save(update_fields=["password", "must_change_password"])
+    record_event(
+        "user.password_change",
+        project_id=None,
+        object_type="user",
+        object_id=user.pk,
+        object_repr=user.username,
+        changes={
+            "password": SEALED_CHANGED,
+            **diff(before, snapshot(user, ["must_change_password"])),
+        },
     )
     return user
 
@@ -116,11 +157,82 @@ def do_update_project(project: Project, **values: Any) -> Project:
     return project
 
 
-@transaction.atomic
-def do_add_member(project: Project, user: User, role: str) -> Membership:
-    """Make the user a member with the role's preset capabilities."""
+# Capabilities only an owner may give or take away: they open the customers' numbers, the
+# member list itself (and with it every other capability) and bulk exports.
+OWNER_ONLY_CAPABILITIES = frozenset({"can_see_phones", "can_manage_members", "can_export"})
+
+
+def may_manage(acting: Membership, target: Membership) -> bool:
+    """Whether the acting member may change the target member at all: never themselves (so
+    nobody locks themselves out), and a non-owner only members who are not owners and hold
+    none of the owner-only capabilities (else an admin could demote, lock out or take over
+    the account of someone more powerful)."""
+    if not (acting.is_active and acting.can_manage_members):
+        return False
+    if acting.project_id != target.project_id or acting.pk == target.pk:
+        return False
+    if acting.role == Role.OWNER:
+        return True
+    return target.role != Role.OWNER and not any(
+        getattr(target, name) for name in OWNER_ONLY_CAPABILITIES
+    )
+
+
+def may_give_role(acting: Membership, role: str) -> bool:
+    """Owners give any role; others only roles without owner-only capabilities."""
+    return acting.role == Role.OWNER or not (ROLE_PRESETS[role] & OWNER_ONLY_CAPABILITIES)
+
+
+def _check_manages(acting: Membership | None, target: Membership) -> None:
+    if acting is None:  # commands and seeding: no acting member, no member policy
+        return
+    if acting.pk == target.pk:
+        raise FieldErrors.one("member", _("You cannot change your own membership."))
+    if not may_manage(acting, target):
+        raise FieldErrors.one("member", _("Only an owner may change this member."))
+
+
+def _check_role(acting: Membership | None, project: Project, role: str) -> None:
     if role not in Role.values:
-        raise FieldErrors.one("role", "unknown role")
+        raise FieldErrors.one("role", _("Unknown role."))
+    if acting is None:
+        return
+    if acting.project_id != project.pk or not (acting.is_active and acting.can_manage_members):
+        raise FieldErrors.one("member", _("You may not manage the members of this project."))
+    if not may_give_role(acting, role):
+        raise FieldErrors.one("role", _("Only an owner may give this role."))
+
+
+@transaction.atomic
+def do_create_member(
+    project: Project,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    first_name: str = "",
+    last_name: str = "",
+    acting: Membership | None = None,
+) -> Membership:
+    """A new user who joins the project; they must change the password (chosen for them)
+    at their first login."""
+    _check_role(acting, project, role)
+    user = do_create_user(
+        username,
+        password,
+        first_name=first_name,
+        last_name=last_name,
+        must_change_password=True,
+    )
+    return do_add_member(project, user, role, acting=acting)
+
+
+@transaction.atomic
+def do_add_member(
+    project: Project, user: User, role: str, *, acting: Membership | None = None
+) -> Membership:
+    """Make the user a member with the role's preset capabilities."""
+    _check_role(acting, project, role)
     if Membership.objects.filter(project=project, user=user).exists():
         raise FieldErrors.one("user", "already a member of this project")
     preset = ROLE_PRESETS[role]
@@ -139,10 +251,12 @@ def do_add_member(project: Project, user: User, role: str) -> Membership:
 
 
 @transaction.atomic
-def do_change_role(member: Membership, role: str) -> Membership:
+def do_change_role(
+    member: Membership, role: str, *, acting: Membership | None = None
+) -> Membership:
     """A new role, resetting the capability flags to that role's preset."""
-    if role not in Role.values:
-        raise FieldErrors.one("role", "unknown role")
+    _check_manages(acting, member)
+    _check_role(acting, member.project, role)
     fields = ["role", *CAPABILITIES]
     before = snapshot(member, fields)
     member.role = role
@@ -161,11 +275,22 @@ def do_change_role(member: Membership, role: str) -> Membership:
 
 
 @transaction.atomic
-def do_set_capabilities(member: Membership, flags: dict[str, bool]) -> Membership:
-    """An owner's per-member adjustment of capability flags."""
+def do_set_capabilities(
+    member: Membership, flags: dict[str, bool], *, acting: Membership | None = None
+) -> Membership:
+    """A per-member adjustment of capability flags; only owners change the owner-only ones."""
     unknown = set(flags) - set(CAPABILITIES)
     if unknown:
         raise FieldErrors({name: "not a capability" for name in sorted(unknown)})
+    _check_manages(acting, member)
+    if acting is not None and acting.role != Role.OWNER:
+        refused = {
+            name: _("Only an owner may change this capability.")
+            for name, value in flags.items()
+            if name in OWNER_ONLY_CAPABILITIES and bool(value) != getattr(member, name)
+        }
+        if refused:
+            raise FieldErrors(refused)
     before = snapshot(member, flags)
     for name, value in flags.items():
         setattr(member, name, bool(value))
@@ -184,8 +309,9 @@ def do_set_capabilities(member: Membership, flags: dict[str, bool]) -> Membershi
 
 
 @transaction.atomic
-def do_deactivate_member(member: Membership) -> Membership:
+def do_deactivate_member(member: Membership, *, acting: Membership | None = None) -> Membership:
     """Take a member out of the project without deleting the record of what they did."""
+    _check_manages(acting, member)
     if member.is_active:
         member.is_active = False
         member.save(update_fields=["is_active"])
@@ -197,6 +323,62 @@ def do_deactivate_member(member: Membership) -> Membership:
             object_repr=member.user.username,
             changes={"is_active": [True, False]},
         )
+    return member
+
+
+@transaction.atomic
+def do_reactivate_member(member: Membership, *, acting: Membership | None = None) -> Membership:
+    """Let a deactivated member back in, with the role and capabilities they had."""
+    _check_manages(acting, member)
+    if not member.is_active:
+        member.is_active = True
+        member.save(update_fields=["is_active"])
+        record_event(
+            "member.reactivate",
+            project_id=member.project_id,
+            object_type="membership",
+            object_id=member.pk,
+            object_repr=member.user.username,
+            changes={"is_active": [False, True]},
+        )
+    return member
+
+
+@transaction.atomic
+def do_reset_password(
+    member: Membership, password: str, *, acting: Membership | None = None
+) -> Membership:
+    """Give a member a new password chosen for them (shown once to whoever reset it); they
+    must change it at their next login. A user who also belongs to another project, or who
+    is staff, is refused: this project's managers must not take over an account that opens
+    doors elsewhere."""
+    _check_manages(acting, member)
+    user = member.user
+    elsewhere = Membership.objects.filter(user=user).exclude(project_id=member.project_id)
+    if user.is_staff or user.is_superuser or elsewhere.exists():
+        raise FieldErrors.one(
+            "member",
+            _("This user also has access elsewhere; only they can change their password."),
+        )
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise FieldErrors.one("password", " ".join(exc.messages)) from None
+    before = snapshot(user, ["must_change_password"])
+    user.set_password(password)
+    user.must_change_password = True
+    user.save(update_fields=["password", "must_change_password"])
+    record_event(
+        "user.password_reset",
+        project_id=member.project_id,
+        object_type="user",
+        object_id=user.pk,
+        object_repr=user.username,
+        changes={
+            "password": SEALED_CHANGED,
+            **diff(before, snapshot(user, ["must_change_password"])),
+        },
+    )
     return member
 
 

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 class User(AbstractUser):
     """A person who logs in; what they may do lives on their memberships."""
 
+    # Set when someone else chose the password (a new member, a reset): the password was
+    # seen by them, so its owner must replace it before doing anything else.
+    must_change_password = models.BooleanField(
+        _("must change the password at the next login"), default=False
+    )
+
     class Meta:
         verbose_name = _("user")
         verbose_name_plural = _("users")

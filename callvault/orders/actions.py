@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
@@ -181,10 +180,16 @@ class IdempotencyConflict(Exception):
 
 
 def _next_number(project: Project) -> int:
-    # One conditional UPDATE takes the project row's lock until commit (PostgreSQL) or runs
-    # inside SQLite's write lock, so two leads can never get the same number.
-    Project.objects.filter(pk=project.pk).update(order_seq=F("order_seq") + 1)
-    return int(Project.objects.values_list("order_seq", flat=True).get(pk=project.pk))
+    # One UPDATE ... RETURNING takes the project row's lock until commit (PostgreSQL) or runs
+    # inside SQLite's write lock (3.35+ has RETURNING), so two leads never share a number.
+    table = Project._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET order_seq = order_seq + 1 WHERE id = %s RETURNING order_seq",  # noqa: S608
+            [project.pk],
+        )
+        row = cursor.fetchone()
+    return int(row[0])
 
 
 def _initial_status(project: Project) -> Status:
@@ -213,18 +218,18 @@ def _resolve_items(project: Project, items: list[LeadItem]) -> list[tuple[Produc
     return resolved
 
 
-def _find_original(project: Project, phone_index: str) -> Order | None:
+def _find_original(project: Project, phone_index: str) -> int | None:
     since = timezone.now() - timedelta(hours=project.duplicate_window_hours)
     newest = (
         Order.objects.filter(project=project, phone_index=phone_index, created_at__gte=since)
         .order_by("-created_at", "-id")
-        .only("id", "duplicate_of_id")
+        .values_list("id", "duplicate_of_id")
         .first()
     )
     if newest is None:
         return None
     # Point at the first order of the chain so duplicates of duplicates group together.
-    return newest.duplicate_of or newest
+    return int(newest[1] or newest[0])
 
 
 def do_create_order(
@@ -325,7 +330,7 @@ def _create_order(
         next_call_at=timezone.now(),
         in_queue=status.is_queued,
         queue_rank=status.queue_rank,
-        duplicate_of=original,
+        duplicate_of_id=original,
     )
     OrderItem.objects.bulk_create(
         OrderItem(
@@ -338,7 +343,7 @@ def _create_order(
         )
         for product, qty in items
     )
-    changes: dict[str, Any] = diff({}, _order_state(order))
+    changes: dict[str, Any] = redact_free_text(diff({}, _order_state(order)))
     record_event(
         "order.create",
         project_id=project.pk,
@@ -348,7 +353,7 @@ def _create_order(
         changes=changes,
         extra={
             "items": [f"{qty} x {p.sku}" for p, qty in items],
-            "duplicate_of": original.pk if original else None,
+            "duplicate_of": original,
         },
     )
     if lead.comment.strip():
@@ -380,6 +385,32 @@ ORDER_AUDITED_FIELDS = (
     "duplicate_of",
 )
 EDITABLE_FIELDS = ("customer_name", "address", "next_call_at", PHONE_FIELD)
+# Fields people type freely: customers put their number into the name or the address, so the
+# record keeps these with phone-shaped runs blanked, as it does comments.
+FREE_TEXT_FIELDS = frozenset(
+    {
+        "customer_name",
+        "address",
+        "source",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+        "partner_ref",
+    }
+)
+
+
+def redact_free_text(changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes with phone-shaped digits blanked in free-text fields (only there: a
+    date such as 2026-11-28 looks like a phone number to the pattern)."""
+    return {
+        name: [redact(v) if isinstance(v, str) else v for v in change]
+        if name in FREE_TEXT_FIELDS and isinstance(change, list)
+        else change
+        for name, change in changes.items()
+    }
 
 
 class StaleOrder(Exception):
@@ -395,6 +426,7 @@ def _save_order(
     extra: dict[str, Any] | None = None,
 ) -> Order:
     """Write changed fields with the version check, and record before -> after."""
+    # The diff decides whether anything changed; the record keeps it with free text redacted.
     changes = diff(before, _order_state(order))
     if not changes:
         return order
@@ -421,7 +453,7 @@ def _save_order(
         object_type="order",
         object_id=order.pk,
         object_repr=str(order),
-        changes=changes,
+        changes=redact_free_text(changes),
         extra=extra,
     )
     return order
@@ -592,6 +624,37 @@ def do_remove_item(item: OrderItem) -> None:
         object_repr=str(order),
         changes={f"item {item_id}": [text, None]},
     )
+
+
+@transaction.atomic
+def do_set_item_quantity(item: OrderItem, quantity: int) -> OrderItem:
+    """Change how many of a product line the customer takes; the agreed price stays.
+
+    Like adding and removing items, this does not bump the order's version: the version
+    guards the customer's details and the status against a second editor, and the queue
+    never hands one order to two operators, so item edits need no such check (and the card
+    can update its items in place without making its other forms stale).
+    """
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 1000:
+        raise FieldErrors.one("quantity", "must be between 1 and 1000")
+    # The row as stored, locked: the record's "before" is what was there, not what a stale
+    # page thought was there.
+    stored = OrderItem.objects.select_for_update().select_related("product").get(pk=item.pk)
+    if stored.quantity == quantity:
+        return stored
+    before = f"{stored.quantity} x {stored.product.sku} @ {stored.price}"
+    OrderItem.objects.filter(pk=stored.pk).update(quantity=quantity)
+    stored.quantity = item.quantity = quantity
+    after = f"{quantity} x {stored.product.sku} @ {stored.price}"
+    record_event(
+        "order.item_change",
+        project_id=stored.project_id,
+        object_type="order",
+        object_id=stored.order_id,
+        object_repr=f"#{item.order.number}",
+        changes={f"item {stored.pk}": [before, after]},
+    )
+    return stored
 
 
 def _add_comment(order: Order, text: str, *, author: User | None) -> Comment:

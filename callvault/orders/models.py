@@ -79,8 +79,12 @@ class Status(models.Model):
 
     @property
     def is_queued(self) -> bool:
-        """Whether orders in this status wait in the queue."""
-        return self.group == StatusGroup.PROCESSING and bool(self.queue_class) and self.is_active
+        """Whether orders in this status wait in the queue.
+
+        A deactivated status can no longer be chosen, but orders already in it keep being
+        called: deactivating must not silently drop them out of the queue.
+        """
+        return self.group == StatusGroup.PROCESSING and bool(self.queue_class)
 
 
 class Product(models.Model):
@@ -131,7 +135,11 @@ class OrderQuerySet(models.QuerySet["Order"]):
 class Order(models.Model):
     """A customer's order as it is processed by the call center."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="orders")
+    # Every read is per project and every index below leads with it: a separate index on the
+    # foreign key would only cost each lead another index write.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="orders", db_index=False
+    )
     number = models.PositiveBigIntegerField(_("number"))
     status = models.ForeignKey(Status, on_delete=models.PROTECT, related_name="orders")
     customer_name = models.CharField(_("customer name"), max_length=200, blank=True)
@@ -178,7 +186,7 @@ class Order(models.Model):
     )
     locked_until = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)  # order_list_idx
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = OrderQuerySet.as_manager()
@@ -199,8 +207,27 @@ class Order(models.Model):
             ),
             models.Index(fields=["project", "locked_by"], name="order_locked_idx"),
             models.Index(fields=["project", "phone_index", "created_at"], name="order_phone_idx"),
-            models.Index(fields=["project", "assigned_to", "id"], name="order_assignee_idx"),
+            # The API pages a status by id (api.py).
             models.Index(fields=["project", "status", "id"], name="order_status_idx"),
+            # The orders page: newest first by (created_at, id), each filter an index whose
+            # tail is that order, so a page is a short backward walk from the cursor
+            # (see lists.py and "Order list on 1,000,000 orders" in docs/benchmarks.md).
+            models.Index(fields=["project", "created_at", "id"], name="order_list_idx"),
+            models.Index(
+                fields=["project", "status", "created_at", "id"], name="order_list_status_idx"
+            ),
+            models.Index(
+                fields=["project", "assigned_to", "created_at", "id"],
+                name="order_list_operator_idx",
+            ),
+            models.Index(
+                fields=["project", "source", "created_at", "id"], name="order_list_source_idx"
+            ),
+            models.Index(
+                fields=["project", "created_at", "id"],
+                condition=Q(duplicate_of__isnull=False),
+                name="order_list_dup_idx",
+            ),
         ]
 
     def __str__(self) -> str:

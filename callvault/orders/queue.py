@@ -174,6 +174,19 @@ def current_order(member: Membership) -> Order | None:
     )
 
 
+def extend_hold(order: Order, member: Membership) -> None:
+    """Keep a held order with the operator while they work on it: every card view renews
+    the lock, so a long call does not hand the order to someone else mid-conversation."""
+    now = timezone.now()
+    if order.locked_by_id != member.user_id or not order.locked_until or order.locked_until <= now:
+        return
+    until = now + timedelta(minutes=work_settings(order.project_id).lock_minutes)
+    Order.objects.filter(pk=order.pk, locked_by_id=member.user_id, locked_until__gt=now).update(
+        locked_until=until
+    )
+    order.locked_until = until
+
+
 @transaction.atomic
 def do_release_order(order: Order, member: Membership) -> None:
     """Give a held order back to the queue unchanged."""
@@ -240,10 +253,12 @@ def do_schedule_callback(
         raise FieldErrors.one("next_call_at", f"at most {MAX_CALLBACK_DAYS} days ahead")
     before = _order_state(order)
     status = _status_of_class(order.project_id, QueueClass.CALLBACK)
-    holder = order.locked_by
+    # The callback stays with the member who agreed it with the customer (the actor), or
+    # with whoever holds the order when it is scheduled outside a member's request.
+    scheduler = acting_user_id() or order.locked_by_id
     order.next_call_at = when
-    if holder is not None:
-        order.assigned_to = holder
+    if scheduler is not None:
+        order.assigned_to_id = scheduler
     order.locked_by, order.locked_until = None, None
     return _finish(order, before, status, "order.callback", expected_version)
 

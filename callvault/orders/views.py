@@ -1,71 +1,164 @@
-"""Order pages: the list (for members who may see the base) and the order card."""
+"""The order card and its reveal; the workspace's actions on the card live in workspace.py."""
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from callvault.accounts.models import Membership, access_membership
+from callvault.accounts.models import Membership, Project, access_membership
 from callvault.audit.models import AuditEvent
 from callvault.audit.recorder import record_event
 from callvault.lib.errors import FieldErrors
-from callvault.orders.models import Order, access_order_by_id
+from callvault.orders.actions import redact_free_text
+from callvault.orders.forms import (
+    AddItemForm,
+    CallbackForm,
+    CommentForm,
+    ItemQuantityForm,
+    NoAnswerForm,
+    OrderDetailsForm,
+    StatusForm,
+)
+from callvault.orders.models import Order, OrderItem, access_order_by_id, visible_statuses
+from callvault.orders.queue import extend_hold, work_settings
 from callvault.vault.actions import reveal
 
-PAGE_SIZE = 50
+
+def zone_named(*names: str) -> tzinfo:
+    """The first of the names that is a known time zone; the server's zone otherwise."""
+    for name in names:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return timezone.get_default_timezone()
 
 
-def _render_card(
+def customer_zone(order: Order, project: Project) -> tzinfo:
+    """Where the customer is: the zone their number gave, else the project's."""
+    return zone_named(order.customer_tz, project.time_zone)
+
+
+def operator_zone(project: Project) -> tzinfo:
+    """The operators' clock: the project's time zone."""
+    return zone_named(project.time_zone)
+
+
+def holds(member: Membership, order: Order) -> bool:
+    """Whether the queue has this order locked to the member right now."""
+    return (
+        order.locked_by_id == member.user_id
+        and order.locked_until is not None
+        and order.locked_until > timezone.now()
+    )
+
+
+def _history(member: Membership, order: Order) -> list[AuditEvent]:
+    if not member.can_view_audit:
+        return []
+    events = list(
+        AuditEvent.objects.filter(
+            project_id=order.project_id, object_type="order", object_id=str(order.pk)
+        ).order_by("-id")[:100]
+    )
+    if not member.can_see_phones:
+        # Events recorded before free text was redacted at write time may quote a number.
+        for event in events:
+            event.changes = redact_free_text(event.changes)
+    return events
+
+
+def items_context(
+    order: Order,
+    *,
+    add_form: AddItemForm | None = None,
+    quantity_form: ItemQuantityForm | None = None,
+) -> dict[str, Any]:
+    """What the items block needs (the card and its in-place updates render the same)."""
+    items: list[OrderItem] = list(order.items.select_related("product"))
+    return {
+        "items": items,
+        "total": sum((i.line_total() for i in items), Decimal(0)),
+        "add_item_form": add_form or AddItemForm(order),
+        "quantity_form": quantity_form,
+    }
+
+
+def render_card(
     request: HttpRequest,
     member: Membership,
     order: Order,
     *,
     revealed: str | None = None,
     error: str = "",
+    forms: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    items = list(order.items.select_related("product"))
-    history: list[AuditEvent] = []
-    if member.can_view_audit:
-        history = list(
-            AuditEvent.objects.filter(
-                project_id=order.project_id, object_type="order", object_id=str(order.pk)
-            ).order_by("-id")[:100]
+    """The card with its work forms; `forms` carries a submitted form back with its errors.
+
+    Every showing of the card is a recorded read, also after a failed save: otherwise a
+    rejected POST would be a way to read an order without leaving a trace.
+    """
+    if revealed is None:  # a reveal records itself, as phone.reveal
+        record_event(
+            "order.view",
+            project_id=order.project_id,
+            object_type="order",
+            object_id=order.pk,
+            object_repr=str(order),
         )
-    return render(
-        request,
-        "orders/order_card.html",
-        {
-            "member": member,
-            "project": member.project,
-            "order": order,
-            "items": items,
-            "total": sum((i.line_total() for i in items), Decimal(0)),
-            "comments": order.comments.all(),
-            "history": history,
-            "phone_masked": order.phone_masked(),
-            "revealed": revealed,
-            "reveal_error": error,
-        },
-    )
+    forms = forms or {}
+    project = member.project
+    zone, own_zone = customer_zone(order, project), operator_zone(project)
+    context: dict[str, Any] = {
+        "member": member,
+        "project": project,
+        "order": order,
+        "comments": order.comments.all(),
+        "history": _history(member, order),
+        "phone_masked": order.phone_masked(),
+        "revealed": revealed,
+        "reveal_error": error,
+        "can_edit": member.can_edit_orders,
+        "held": holds(member, order),
+        "customer_zone": zone,
+        "operator_zone": own_zone,
+        "customer_now": timezone.now().astimezone(zone),
+        "script": work_settings(order.project_id).script,
+        **items_context(order, quantity_form=forms.get("quantity"), add_form=forms.get("add")),
+    }
+    if member.can_edit_orders:
+        context.update(
+            details_form=forms.get("details") or OrderDetailsForm(order, member),
+            status_form=forms.get("status") or StatusForm(order),
+            reason_statuses=[s for s in visible_statuses(project) if s.requires_reason],
+            callback_form=forms.get("callback") or CallbackForm(order, zone),
+            no_answer_form=forms.get("no_answer")
+            or NoAnswerForm(initial={"version": order.version}),
+            comment_form=forms.get("comment") or CommentForm(),
+        )
+    return render(request, "orders/order_card.html", context)
+
+
+def local_times(when: datetime | None, *zones: tzinfo) -> list[datetime]:
+    """The moment on each of the clocks (empty when there is no moment)."""
+    return [when.astimezone(z) for z in zones] if when else []
 
 
 @login_required
 def order_card(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse:
-    """The order card; opening it is a recorded read."""
+    """The order card; opening it is a recorded read, and renews the operator's hold."""
     member = access_membership(request.user, project_slug)
     order = access_order_by_id(member, order_id)
-    record_event(
-        "order.view",
-        project_id=order.project_id,
-        object_type="order",
-        object_id=order.pk,
-        object_repr=str(order),
-    )
-    return _render_card(request, member, order)
+    extend_hold(order, member)
+    return render_card(request, member, order)
 
 
 @login_required
@@ -77,7 +170,7 @@ def order_reveal(request: HttpRequest, project_slug: str, order_id: int) -> Http
     try:
         digits = reveal(member, order, request.POST.get("purpose", ""))
     except FieldErrors as exc:
-        return _render_card(request, member, order, error=exc.errors["purpose"])
-    response = _render_card(request, member, order, revealed=digits)
+        return render_card(request, member, order, error=exc.errors["purpose"])
+    response = render_card(request, member, order, revealed=digits)
     response["Cache-Control"] = "no-store"  # the digits must not stay in any cache
     return response

@@ -57,8 +57,11 @@ def test_assigned_order_never_carries_the_digits(
     b = browse()
 
     b.login(member.user.username, PASSWORD)
-    # "/" sends a member of one project straight to its orders.
-    assert b.page.url.endswith(list_path(order.project)), b.page.url
+    # "/" sends an operator of one project straight to their own orders...
+    assert b.page.url.endswith(list_path(order.project) + "mine/"), b.page.url
+    assert str(order.number) in b.page.locator("main").inner_text()
+    # ...and the orders list shows them the same orders.
+    b.goto(list_path(order.project))
     row = b.page.locator("table.orders tbody tr", has_text=str(order.number))
     assert row.count() == 1
     assert row.locator("td.phone").inner_text().strip() == masked
@@ -190,7 +193,9 @@ def test_language_switch_in_header(browse: Any, operator: Membership, order: Ord
         with b.page.expect_navigation():
             b.page.click(f"header form.lang button[value={lang}]")
         assert html.get_attribute("lang") == lang
-        assert b.page.url.endswith(list_path(order.project)), "the switch returns to the page"
+        assert b.page.url.endswith(list_path(order.project) + "mine/"), (
+            "the switch returns to the page"
+        )
         assert heading.inner_text().strip() == expected
         assert b.page.locator(f"header form.lang button[value={lang}].current").count() == 1
 

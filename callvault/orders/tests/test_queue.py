@@ -213,3 +213,31 @@ def test_concurrent_operators_claim_each_order_once(project):
         t.join(timeout=60)
     assert not errors, errors
     assert len(claims) == len(set(claims)) == len(orders)
+
+
+def test_opening_the_card_renews_the_operators_hold(operator, project):
+    from conftest import login
+
+    (order,) = make_orders(project, 1)
+    claim_next(operator)
+    soon = timezone.now() + timedelta(minutes=1)
+    Order.objects.filter(pk=order.pk).update(locked_until=soon)
+    assert login(operator).get(f"/p/{project.slug}/orders/{order.pk}/").status_code == 200
+    order.refresh_from_db()
+    assert order.locked_until is not None
+    assert order.locked_until > timezone.now() + timedelta(minutes=10)
+
+
+def test_a_callback_goes_to_the_member_who_agreed_it_not_a_stale_holder(
+    operator, supervisor, project
+):
+    from callvault.audit.context import acting_as
+    from callvault.audit.middleware import member_actor
+
+    make_orders(project, 1)
+    held = claim_next(operator)
+    assert held is not None
+    with acting_as(member_actor(supervisor.user)):
+        do_schedule_callback(held, timezone.now() + timedelta(hours=1))
+    held.refresh_from_db()
+    assert held.assigned_to == supervisor.user

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import secrets
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,13 +10,9 @@ from django.db import transaction
 
 from callvault.accounts.actions import do_add_member, do_create_project, do_create_user
 from callvault.accounts.models import Role
+from callvault.accounts.passwords import generated_password
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import do_create_default_statuses
-
-
-def generated_password() -> str:
-    """A strong password a person can still type (about 120 bits)."""
-    return "-".join(secrets.token_urlsafe(6) for _ in range(4))
 
 
 class Command(BaseCommand):
@@ -37,7 +32,9 @@ class Command(BaseCommand):
         password = generated_password()
         try:
             with transaction.atomic():
-                user = do_create_user(opts["username"], password, email=opts["email"])
+                user = do_create_user(
+                    opts["username"], password, email=opts["email"], must_change_password=True
+                )
                 project = do_create_project(
                     opts["project"],
                     opts["slug"],

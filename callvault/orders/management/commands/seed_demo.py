@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from callvault.accounts.actions import (
     do_create_project,
     do_create_user,
 )
-from callvault.accounts.management.commands.createowner import generated_password
 from callvault.accounts.models import Project, Role, User
+from callvault.accounts.passwords import generated_password
 from callvault.lib.fakephones import fake_phone_numbers
 from callvault.orders.actions import (
     Lead,
@@ -29,7 +30,8 @@ from callvault.orders.actions import (
     do_create_order,
     do_create_product,
 )
-from callvault.orders.models import Status
+from callvault.orders.models import Status, WorkSettings
+from callvault.orders.setup_actions import do_update_work_settings
 
 MEMBERS = [
     ("owner", "Olga", "Owner", Role.OWNER),
@@ -65,6 +67,10 @@ CITIES = [
     "Tver, Sovetskaya 3",
     "Ufa, Lenina 20",
 ]
+DEMO_SCRIPT = """1. Greet: "Good afternoon, this is Anna from Slim Tea. You ordered from us today."
+2. Confirm the order and the delivery address.
+3. Offer the gift box (390) or vitamins (690) with the order.
+4. Confirm the total and the delivery date. Thank the customer."""
 SOURCES = ["landing-slim", "landing-cream", "partner-cpa"]
 
 
@@ -99,6 +105,14 @@ class Command(BaseCommand):
             do_add_member(project, user, role)
             users[username] = user
             lines.append(f"  {role:<11} {username:<11} {password}")
+        # The demo's customers live in North American zones and it may be shown at any hour:
+        # calls around the clock, so "Next order" always has work.
+        do_update_work_settings(
+            WorkSettings.objects.get(project=project),
+            calling_hours_start=time(0, 0),
+            calling_hours_end=time(23, 59),
+            script=DEMO_SCRIPT,
+        )
         products = [
             do_create_product(project, sku=s, name=n, price=p, is_upsell=u)
             for s, n, p, u in PRODUCTS

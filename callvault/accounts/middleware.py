@@ -1,0 +1,33 @@
+"""Sends a user whose password was chosen by someone else to change it before anything else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+# Besides the change itself: leaving, switching the language, and what never uses the
+# session login (the API authenticates by key, the health check by nothing).
+ALLOWED_URL_NAMES = ("password_change", "password_change_done", "logout", "set_language")
+ALLOWED_PREFIXES = ("/api/", "/healthz")
+
+
+class PasswordChangeRequiredMiddleware:
+    """After authentication: a user with must_change_password only reaches the change page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if getattr(user, "must_change_password", False) and not self._allowed(request.path):
+            return redirect("password_change")
+        return self.get_response(request)
+
+    @staticmethod
+    def _allowed(path: str) -> bool:
+        if path.startswith(ALLOWED_PREFIXES):
+            return True
+        return path in {reverse(name) for name in ALLOWED_URL_NAMES}
