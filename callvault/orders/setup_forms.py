@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from callvault.orders.models import QueueClass, Status, StatusGroup, WorkSettings
 
 QUEUE_CLASS_CHOICES = [("", _("— not in the queue —")), *QueueClass.choices]
+
+
+class StatusChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """A status picker showing names translated, as everywhere else (defaults are in the
+    catalogue; a project's own names pass through unchanged)."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return gettext(obj.name)
 
 
 class StatusForm(forms.Form):
@@ -114,7 +123,7 @@ class WorkSettingsForm(forms.Form):
     max_attempts = forms.IntegerField(
         label=_("Attempts before giving up"), min_value=1, max_value=100
     )
-    status_after_max_attempts = forms.ModelChoiceField(
+    status_after_max_attempts = StatusChoiceField(
         label=_("Status after the last attempt"),
         queryset=Status.objects.none(),
         required=False,
