@@ -28,15 +28,18 @@ test-postgres: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy callvault tests benchmarks
+	$(BIN)/mypy callvault tests benchmarks docs
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Each script prints its figures and ratios; docs/benchmarks.md records them.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/seal.py
 	$(BIN)/python benchmarks/lead_intake.py
+	$(BIN)/python benchmarks/queue_claims.py
+	$(BIN)/python benchmarks/order_list.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
@@ -52,3 +55,8 @@ messages: $(STAMP)
 		makemessages --locale ru --no-location --no-obsolete
 	cd callvault && DJANGO_SETTINGS_MODULE=tests.settings ../$(BIN)/python ../manage.py \
 		compilemessages --locale ru
+
+# PNGs of the main screens in docs/screenshots/ (Russian, 1280x800): a fresh demo in a
+# temporary folder, served on a free local port, driven through Debian's Chromium.
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py
