@@ -45,7 +45,7 @@ from callvault.orders.forms import (
 )
 from callvault.orders.models import Order, OrderItem, StatusGroup, access_order_by_id
 from callvault.orders.queue import (
-    claim_next,
+    claim_next_id,
     current_order,
     do_record_no_answer,
     do_release_order,
@@ -99,12 +99,14 @@ def _take_next(request: HttpRequest, member: Membership) -> HttpResponse:
     order = current_order(member)
     if order is not None:
         messages.info(request, _("You still hold this order: finish it or return it first."))
-    else:
-        order = claim_next(member)
-    if order is None:
+        return redirect(_card_url(order))
+    # The claim's id is all the redirect needs: re-reading the order would cost the hottest
+    # path in the call center a query (docs/benchmarks.md, queue claims).
+    order_id = claim_next_id(member)
+    if order_id is None:
         messages.info(request, _("No orders are due now."))
         return _mine(member)
-    return redirect(_card_url(order))
+    return redirect("orders:card", member.project.slug, order_id)
 
 
 def _finished(
