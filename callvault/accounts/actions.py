@@ -308,40 +308,32 @@ def do_set_capabilities(
     return member
 
 
-@transaction.atomic
-def do_deactivate_member(member: Membership, *, acting: Membership | None = None) -> Membership:
-    """Take a member out of the project without deleting the record of what they did."""
+def _set_member_active(member: Membership, active: bool, acting: Membership | None) -> Membership:
     _check_manages(acting, member)
-    if member.is_active:
-        member.is_active = False
+    if member.is_active != active:
+        member.is_active = active
         member.save(update_fields=["is_active"])
         record_event(
-            "member.deactivate",
+            "member.reactivate" if active else "member.deactivate",
             project_id=member.project_id,
             object_type="membership",
             object_id=member.pk,
             object_repr=member.user.username,
-            changes={"is_active": [True, False]},
+            changes={"is_active": [not active, active]},
         )
     return member
+
+
+@transaction.atomic
+def do_deactivate_member(member: Membership, *, acting: Membership | None = None) -> Membership:
+    """Take a member out of the project without deleting the record of what they did."""
+    return _set_member_active(member, False, acting)
 
 
 @transaction.atomic
 def do_reactivate_member(member: Membership, *, acting: Membership | None = None) -> Membership:
     """Let a deactivated member back in, with the role and capabilities they had."""
-    _check_manages(acting, member)
-    if not member.is_active:
-        member.is_active = True
-        member.save(update_fields=["is_active"])
-        record_event(
-            "member.reactivate",
-            project_id=member.project_id,
-            object_type="membership",
-            object_id=member.pk,
-            object_repr=member.user.username,
-            changes={"is_active": [False, True]},
-        )
-    return member
+    return _set_member_active(member, True, acting)
 
 
 @transaction.atomic
