@@ -34,7 +34,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -44,8 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-HOST = "127.0.0.1"  # the only address this benchmark ever talks to
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from benchmarks.plumbing import HOST, postgres_database, run_checked  # noqa: E402
+
 TARGET_RATIO = 0.5
 LEAD_PATH = "/api/v1/leads"
 BARE_PATH = "/bench/bare"
@@ -313,38 +312,6 @@ def server_env(data_dir: Path, database_url: str) -> dict[str, str]:
         }
     )
     return env
-
-
-def run_checked(cmd: list[str], env: dict[str, str], timeout: float = 300) -> str:
-    """Run a command, return its stdout; fail loudly with its output."""
-    proc = subprocess.run(
-        cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        )
-    return proc.stdout
-
-
-@contextlib.contextmanager
-def postgres_database(name: str) -> Iterator[str]:
-    """A fresh database for the run, dropped afterwards (also on error)."""
-    import psycopg
-    from psycopg import sql
-
-    def admin(statement: sql.Composed) -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(statement)
-
-    ident = sql.Identifier(name)
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-    admin(sql.SQL("CREATE DATABASE {}").format(ident))
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
 
 
 def run_wrk(url: str, lua: Path, seconds: int, connections: int, threads: int) -> WrkResult:

@@ -50,14 +50,13 @@ import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -69,8 +68,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-HOST = "127.0.0.1"  # the only address this benchmark ever talks to
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from benchmarks.plumbing import postgres_database, run_checked  # noqa: E402
+
 TARGET_RATIO = 0.5
 DUE = 100_000
 PROJECT_SLUG = "queuebench"
@@ -152,38 +151,6 @@ def bin_path(name: str) -> Path:
     """A console script of the virtualenv this benchmark runs under (else the repo's .venv)."""
     here = Path(sys.executable).parent / name
     return here if here.exists() else REPO / ".venv" / "bin" / name
-
-
-def run_checked(cmd: list[str], env: dict[str, str], timeout: float = 300) -> str:
-    """Run a command, return its stdout; fail loudly with its output."""
-    proc = subprocess.run(
-        cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        )
-    return proc.stdout
-
-
-@contextlib.contextmanager
-def postgres_database(name: str) -> Iterator[str]:
-    """A fresh database on 127.0.0.1 for the run, dropped afterwards (also on error)."""
-    import psycopg
-    from psycopg import sql
-
-    def admin(statement: sql.Composed) -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(statement)
-
-    ident = sql.Identifier(name)
-    admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-    admin(sql.SQL("CREATE DATABASE {}").format(ident))
-    try:
-        yield f"postgres://postgres@{HOST}:5432/{name}"
-    finally:
-        admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
 
 
 def bench_env(data_dir: Path, database_url: str) -> dict[str, str]:

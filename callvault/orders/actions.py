@@ -541,6 +541,14 @@ def do_change_status(
         expected_version=expected_version,
         extra={"reason": redact(reason)} if reason else None,
     )
+    record_status_change(order, previous, status)
+    if reason:
+        _add_comment(order, reason, author=None)
+    return saved
+
+
+def record_status_change(order: Order, previous: Status, status: Status) -> None:
+    """Keep a status change for the dashboard and reports (nothing when it did not change)."""
     if previous.pk != status.pk:
         StatusChange.objects.create(
             project_id=order.project_id,
@@ -550,9 +558,6 @@ def do_change_status(
             to_status=status,
             to_group=status.group,
         )
-    if reason:
-        _add_comment(order, reason, author=None)
-    return saved
 
 
 def acting_user_id() -> int | None:

@@ -17,14 +17,21 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from callvault.accounts.models import Membership
 from callvault.audit.context import current
 from callvault.audit.recorder import record_event
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import StaleOrder, _order_state, _save_order, acting_user_id
-from callvault.orders.models import Order, QueueClass, Status, StatusChange, WorkSettings
+from callvault.orders.actions import (
+    StaleOrder,
+    _order_state,
+    _save_order,
+    acting_user_id,
+    record_status_change,
+)
+from callvault.orders.models import Order, QueueClass, Status, WorkSettings
 
 
 def work_settings(project_id: int) -> WorkSettings:
@@ -110,8 +117,6 @@ def _claim_postgresql(
 def _claim_sqlite(
     member: Membership, now: datetime, until: datetime, zones: list[str]
 ) -> int | None:
-    from django.db.models import Q
-
     due = (
         Order.objects.filter(
             project_id=member.project_id,
@@ -279,15 +284,7 @@ def _finish(
     previous = order.status
     order.status = status
     saved = _save_order(order, dict(before), action=action, expected_version=expected_version)
-    if previous.pk != status.pk:
-        StatusChange.objects.create(
-            project_id=order.project_id,
-            order=order,
-            user_id=acting_user_id(),
-            from_status=previous,
-            to_status=status,
-            to_group=status.group,
-        )
+    record_status_change(order, previous, status)
     return saved
 
 
