@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -16,6 +18,23 @@ class ActorKind(models.TextChoices):
     AGENT = "agent", _("Monitoring agent")
     SUPPORT = "support", _("Support access")
     ANONYMOUS = "anonymous", _("Anonymous")
+    # A write that bypassed the application, found by the database's own triggers.
+    UNATTRIBUTED = "unattributed", _("Unattributed (outside the application)")
+
+
+class TransactionId(models.Func):
+    """The top-level transaction id on PostgreSQL (also inside savepoints); NULL on SQLite.
+
+    Stamped on every event by the column default, so the database triggers that catch
+    writes bypassing the application can ask "did the application record this object in
+    this same transaction?" without a round trip from Python.
+    """
+
+    template = "txid_current()"
+    output_field = models.BigIntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return "NULL", []
 
 
 class AuditEvent(models.Model):
@@ -40,6 +59,7 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     user_agent = models.CharField(_("user agent"), max_length=400, blank=True)
     request_id = models.CharField(_("request id"), max_length=64, blank=True, db_index=True)
+    txid = models.BigIntegerField(null=True, editable=False, db_default=TransactionId())
 
     class Meta:
         verbose_name = _("audit event")
@@ -55,3 +75,29 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"
+
+
+class PendingChange(models.Model):
+    """A row change seen by an SQLite trigger and not yet claimed by an application event.
+
+    SQLite has neither deferred triggers nor transaction ids, so its triggers park every
+    change to an audited table here; `record_event` removes the rows of the object it
+    records in the same transaction, and the sealer turns whatever is left (a raw-SQL
+    write, a forgotten `QuerySet.update()`) into an "unattributed" event. PostgreSQL does
+    not use this table: its deferred triggers check the event table directly.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    table_name = models.CharField(max_length=64)
+    operation = models.CharField(max_length=8)
+    project_id = models.BigIntegerField(null=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_pending_obj_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.table_name} {self.object_id}"
