@@ -45,11 +45,10 @@ from callvault.orders.forms import (
 )
 from callvault.orders.models import Order, OrderItem, StatusGroup, access_order_by_id
 from callvault.orders.queue import (
-    claim_next_id,
-    current_order,
     do_record_no_answer,
     do_release_order,
     do_schedule_callback,
+    held_or_claimed_id,
 )
 from callvault.orders.views import (
     customer_zone,
@@ -96,14 +95,10 @@ def _mine(member: Membership) -> HttpResponse:
 
 def _take_next(request: HttpRequest, member: Membership) -> HttpResponse:
     """To the order the member holds, else to a newly claimed one, else to My orders."""
-    order = current_order(member)
-    if order is not None:
+    order_id, held = held_or_claimed_id(member)
+    if held:
         messages.info(request, _("You still hold this order: finish it or return it first."))
-        return redirect(_card_url(order))
-    # The claim's id is all the redirect needs: re-reading the order would cost the hottest
-    # path in the call center a query (docs/benchmarks.md, queue claims).
-    order_id = claim_next_id(member)
-    if order_id is None:
+    elif order_id is None:
         messages.info(request, _("No orders are due now."))
         return _mine(member)
     return redirect("orders:card", member.project.slug, order_id)

@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from zoneinfo import available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -84,9 +85,16 @@ def parse_phone(raw: str, *, region: str, prefer_tz: str | None = None) -> Parse
     if not _E164.match(e164):
         raise PhoneError("phone is not a valid number for its country")
     pretty = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
+    # Only names the system zone database knows: PostgreSQL computes the customer's local
+    # time from this name in the queue, and an unknown name there would be an error.
+    zones = [z for z in phone_timezone.time_zones_for_number(number) if z in _known_zones()]
     tz = prefer_tz if prefer_tz in zones else (zones[0] if zones else None)
     return ParsedPhone(e164=e164, mask=_mask_pretty(pretty, number.country_code or 0), time_zone=tz)
+
+
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def _mask_pretty(pretty: str, country_code: int) -> str:

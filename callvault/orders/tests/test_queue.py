@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from datetime import time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -22,6 +23,7 @@ from callvault.orders.queue import (
     do_record_no_answer,
     do_release_order,
     do_schedule_callback,
+    held_or_claimed_id,
 )
 from conftest import make_member
 
@@ -102,6 +104,39 @@ def test_orders_outside_the_customers_calling_hours_wait(operator, project):
     WorkSettings.objects.filter(project=project).update(
         calling_hours_end=time(23, 59, 59), calling_hours_start=time(0, 0)
     )
+    assert claim_next(operator) == order
+
+
+def _hours(project, start, end):
+    WorkSettings.objects.filter(project=project).update(
+        calling_hours_start=start.replace(second=0, microsecond=0),
+        calling_hours_end=end.replace(second=0, microsecond=0),
+    )
+
+
+def test_calling_hours_may_run_past_midnight(operator, project):
+    (order,) = make_orders(project, 1)
+    local = timezone.now().astimezone(ZoneInfo(order.customer_tz))
+    # A night shift from two hours ahead round the clock to one hour ahead: every time of
+    # day but the next hour. Now is inside, so the order is due...
+    _hours(project, (local + timedelta(hours=2)).time(), (local + timedelta(hours=1)).time())
+    assert claim_next(operator) == order
+    do_release_order(order, operator)
+    # ...and the same shape that leaves out the current hour keeps it waiting.
+    _hours(project, (local + timedelta(hours=1)).time(), (local - timedelta(hours=1)).time())
+    assert claim_next(operator) is None
+
+
+def test_a_customer_of_unknown_zone_is_judged_by_the_projects_zone(operator, project):
+    (order,) = make_orders(project, 1)
+    Order.objects.filter(pk=order.pk).update(customer_tz="")
+    project.time_zone = "Asia/Kamchatka"  # far from the fake numbers' American zones
+    project.save(update_fields=["time_zone"])
+    operator.project.refresh_from_db()
+    there = timezone.now().astimezone(ZoneInfo("Asia/Kamchatka"))
+    _hours(project, (there + timedelta(hours=1)).time(), (there + timedelta(hours=3)).time())
+    assert claim_next(operator) is None
+    _hours(project, (there - timedelta(hours=1)).time(), (there + timedelta(hours=1)).time())
     assert claim_next(operator) == order
 
 
@@ -241,3 +276,30 @@ def test_a_callback_goes_to_the_member_who_agreed_it_not_a_stale_holder(
         do_schedule_callback(held, timezone.now() + timedelta(hours=1))
     held.refresh_from_db()
     assert held.assigned_to == supervisor.user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_pressed_next_hands_out_one_order(operator, project):
+    make_orders(project, 3)
+    answers: list[tuple[int | None, bool]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def press():
+        try:
+            barrier.wait(timeout=10)
+            answers.append(held_or_claimed_id(operator))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=press) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert Order.objects.filter(locked_by=operator.user).count() == 1
+    assert len({order_id for order_id, _held in answers}) == 1
+    assert sorted(held for _id, held in answers) == [False, True, True, True]
