@@ -26,6 +26,9 @@ from callvault.orders.actions import (
 )
 from callvault.orders.models import Order
 
+# Transactional tests end with a flush that the append-only audit triggers would refuse.
+pytest_plugins = ["callvault.audit.testing"]
+
 PASSWORD = "correct horse battery staple 42"
 
 

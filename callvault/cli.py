@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "createowner": "Create a project and its owner (the password is generated and shown once)",
     "worker": "Run background tasks (the database queue, or Redis when configured)",
     "vault": "The key ring: init, status, rotate (re-seal in batches), retire KEY",
+    "audit": "The audit trail: keygen, seal, checkpoint, verify, archive, verify-archive",
     "check": "Check configuration, key ring and database (--deploy for production)",
     "manage": "Any Django management command, e.g. `callvault manage shell`",
 }
@@ -99,7 +100,12 @@ def worker(rest: list[str]) -> None:
     from django.conf import settings
 
     from callvault.lib.envconfig import env_int
-    from callvault.maintenance import enqueue_maintenance, start_scheduler
+    from callvault.maintenance import (
+        AuditSealer,
+        enqueue_maintenance,
+        start_scheduler,
+        start_sealer,
+    )
 
     parser = argparse.ArgumentParser(prog="callvault worker", description=COMMANDS["worker"])
     parser.add_argument(
@@ -109,8 +115,11 @@ def worker(rest: list[str]) -> None:
     )
     args = parser.parse_args(rest)
     enqueue_maintenance()
-    if not args.once:
+    if args.once:
+        AuditSealer().run_once()
+    else:
         start_scheduler(env_int("CALLVAULT_MAINTENANCE_INTERVAL", 3600))
+        start_sealer(settings.AUDIT_SEAL_INTERVAL)
     if settings.REDIS_URL:
         extra = ["--burst"] if args.once else ["--with-scheduler"]
         _run_command(
@@ -139,9 +148,25 @@ def demo(rest: list[str]) -> None:
     parser.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")
     args = parser.parse_args(rest)
     migrate([])
+    _ensure_audit_key()
     call_command("seed_demo", orders=args.orders)
     if not args.no_serve:
         serve(["--bind", args.bind])
+
+
+def _ensure_audit_key() -> None:
+    """Create the audit signing key beside the key ring if there is none yet."""
+    from callvault.audit.signing import ensure_key_file, key_path
+
+    if ensure_key_file():
+        print(f"audit signing key created at {key_path()}: back it up with the key ring")
+
+
+def _vault(rest: list[str]) -> None:
+    """`callvault vault`; `init` also creates the audit signing key if there is none."""
+    _run_command("vault", ["callvault", "vault", *rest])
+    if rest[:1] == ["init"]:
+        _ensure_audit_key()
 
 
 HANDLERS: dict[str, Callable[[list[str]], None]] = {
@@ -150,7 +175,8 @@ HANDLERS: dict[str, Callable[[list[str]], None]] = {
     "migrate": migrate,
     "worker": worker,
     "createowner": lambda rest: _run_command("createowner", ["callvault", "createowner", *rest]),
-    "vault": lambda rest: _run_command("vault", ["callvault", "vault", *rest]),
+    "vault": lambda rest: _vault(rest),
+    "audit": lambda rest: _run_command("audit", ["callvault", "audit", *rest]),
     "check": lambda rest: _run_command("preflight", ["callvault", "check", *rest]),
     "manage": lambda rest: _manage(rest),
 }

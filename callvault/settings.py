@@ -203,6 +203,23 @@ if env_bool("CALLVAULT_HTTPS", not DEBUG) and not DEBUG:
 LEADS_DUPLICATE_WINDOW_HOURS = env_int("CALLVAULT_DUPLICATE_WINDOW_HOURS", 72)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("CALLVAULT_IDEMPOTENCY_TTL_HOURS", 48)
 
+# The audit trail's hash chain (docs/audit.md). The Ed25519 key that signs checkpoints and
+# prune records lives outside the database; `callvault audit keygen` creates it.
+AUDIT_SIGNING_KEY_FILE = Path(
+    env_str("CALLVAULT_AUDIT_SIGNING_KEY_FILE") or DATA_DIR / "audit-signing.key"
+)
+AUDIT_SIGNING_KEY_AUTOCREATE = DEBUG or TESTING
+AUDIT_SEAL_INTERVAL = env_int("CALLVAULT_AUDIT_SEAL_INTERVAL", 5)
+# An id gap younger than this may be a transaction still open; older ones are rollbacks.
+AUDIT_SEAL_GRACE = env_int("CALLVAULT_AUDIT_SEAL_GRACE", 30)
+# How far back (seconds) the sealer looks for events that committed after newer ones.
+AUDIT_SEAL_LOOKBACK = env_int("CALLVAULT_AUDIT_SEAL_LOOKBACK", 600)
+AUDIT_CHECKPOINT_INTERVAL = env_int("CALLVAULT_AUDIT_CHECKPOINT_INTERVAL", 3600)
+AUDIT_CHECKPOINT_DIR = Path(env_str("CALLVAULT_AUDIT_CHECKPOINT_DIR") or DATA_DIR / "audit")
+AUDIT_CHECKPOINT_URL = env_str("CALLVAULT_AUDIT_CHECKPOINT_URL")
+AUDIT_ARCHIVE_DIR = Path(env_str("CALLVAULT_AUDIT_ARCHIVE_DIR") or DATA_DIR / "audit-archive")
+AUDIT_ARCHIVE_INTERVAL = env_int("CALLVAULT_AUDIT_ARCHIVE_INTERVAL", 86400)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -101,3 +101,95 @@ class PendingChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.table_name} {self.object_id}"
+
+
+# The hash chain (callvault/audit/chain.py, docs/audit.md). Events are never updated, so
+# what the sealer learns about them lives in these tables, keyed by the chain: the event's
+# project id, or 0 for events of no project (the "system" chain).
+
+
+class ChainLink(models.Model):
+    """One sealed event's place in its chain: seq, content hash and the running chain hash."""
+
+    chain_key = models.BigIntegerField()
+    seq = models.BigIntegerField()
+    event_id = models.BigIntegerField(unique=True)
+    content_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain_key", "seq"], name="audit_link_chain_seq_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"chain {self.chain_key} #{self.seq}: event {self.event_id}"
+
+
+class ChainHead(models.Model):
+    """The last sealed link of a chain; rewritten by the sealer, trusted by nobody."""
+
+    chain_key = models.BigIntegerField(unique=True)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    # The highest event id sealed into this chain; the largest over all heads is the
+    # sealer's watermark.
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"chain {self.chain_key} at #{self.seq}"
+
+
+class Checkpoint(models.Model):
+    """A chain head signed with the audit signing key (Ed25519), so a cut tail shows."""
+
+    chain_key = models.BigIntegerField()
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_fingerprint = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        indexes = [models.Index(fields=["chain_key", "seq"], name="audit_checkpoint_seq_idx")]
+
+    def __str__(self) -> str:
+        return f"checkpoint chain {self.chain_key} #{self.seq}"
+
+
+class PruneRecord(models.Model):
+    """A signed record that seqs first..last of a chain went to an archive file and were pruned."""
+
+    chain_key = models.BigIntegerField()
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField()
+    # The chain hash before first_seq and at last_seq: verify resumes the chain from the latter.
+    prev_hash = models.CharField(max_length=64)
+    head_hash = models.CharField(max_length=64)
+    event_count = models.BigIntegerField()
+    archive_name = models.CharField(max_length=255)
+    archive_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_fingerprint = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain_key", "last_seq"], name="audit_prune_chain_seq_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"pruned chain {self.chain_key} #{self.first_seq}-{self.last_seq}"
+
+
+class AuditRetention(models.Model):
+    """How many days a project keeps its audit events before they are archived (0: forever)."""
+
+    project_id = models.BigIntegerField(unique=True)
+    keep_days = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"project {self.project_id}: {self.keep_days} days"

@@ -1,0 +1,563 @@
+"""Writes that bypass the application, caught by the database's own triggers.
+
+Raw SQL from a database console or a forgotten `QuerySet.update()` changes a row without an
+audit event. Triggers on the audited tables see every row change; a change the application
+did not record for the same object in the same transaction becomes an "unattributed" event
+with before -> after (sealed columns as "changed", bookkeeping columns left out, phone-shaped
+runs in text blanked, as the application does with free text).
+
+- **PostgreSQL**: one shared function (`PG_FUNCTIONS`, created by audit migration 0005) runs
+  from a deferred constraint trigger per table, so it fires at COMMIT, after the application's
+  `record_event`, which runs after its write. It asks the event table (index
+  audit_object_idx, newest first) whether the application recorded that object in this
+  transaction (`txid`), and otherwise inserts the event itself.
+- **SQLite** has no deferred triggers and no transaction ids: its triggers park each change in
+  `PendingChange`; `record_event` deletes the parked rows of the object it records, and
+  `sweep_pending_changes` (called by the sealer) turns what is left into events. Its one
+  weakness, accepted for the embedded setup: an application event for an object also claims
+  a bypassing change to that object parked before it and not yet swept.
+
+Which object a table's rows belong to is what the application records as the event's object
+(see `AUDITED_TABLES`): items and comments are recorded on their order.
+A migration that rebuilds an audited table on SQLite (most AlterField/AddField do) drops its
+triggers, and new columns need new trigger SQL there: such a migration must run
+`reinstall(schema_editor, table)` afterwards (test_bypass checks that every table is covered).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from callvault.audit.models import ActorKind, AuditEvent, PendingChange
+from callvault.vault.logfilter import PHONE_LIKE, redact
+
+CHANGED = "changed"
+# The object type of vault.rotate's batch events: re-sealing claims sealed-only changes.
+SEALED_COLUMN_OBJECT = "sealed_column"
+RESEAL = "RESEAL"
+# SQLite has no database users; unattributed events there name the database itself.
+SQLITE_ACTOR = "database"
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class AuditedTable:
+    """A table the triggers watch and how its rows map onto the application's events."""
+
+    table: str
+    object_type: str
+    # The column holding the project id the application files the event under ("" = none).
+    project_column: str
+    # The column holding the object id the application records (the row's, or its parent's).
+    object_column: str = "id"
+    # Secrets: recorded as "changed", never their value.
+    sealed_columns: tuple[str, ...] = ()
+    # Bookkeeping the application changes without an event on purpose: left out of diffs,
+    # and a change to only these records nothing.
+    ignored_columns: tuple[str, ...] = ()
+    # "table.column" listing the object's other projects: events about it may be filed
+    # under any of them or none (users).
+    projects_from: str = ""
+    # The object id of the vault.rotate event that re-seals this table's sealed column.
+    resealed_by: str = ""
+
+
+# The mapping, read off the actions that write each table (orders/actions.py, queue.py,
+# setup_actions.py, accounts/actions.py, accounts/signals.py, vault/rotation.py).
+AUDITED_TABLES: tuple[AuditedTable, ...] = (
+    AuditedTable(
+        "orders_order",
+        "order",
+        "project_id",
+        # Ciphertext, its blind index, and the mask (it shows the last digits).
+        sealed_columns=("phone_sealed", "phone_index", "phone_mask"),
+        # locked_until: every card view renews the hold (queue.extend_hold); queue_rank: a
+        # queue-order change re-ranks waiting orders (actions.rank_statuses, recorded as the
+        # settings change); version/updated_at only accompany recorded edits.
+        ignored_columns=("locked_until", "queue_rank", "version", "updated_at"),
+        resealed_by="orders.Order.phone_sealed",
+    ),
+    # Items and comments are recorded as events of their order. (StatusChange is not
+    # watched: it is a report's copy of the order.status events, and it is written after
+    # them, which SQLite's claim-by-record_event cannot see.)
+    AuditedTable("orders_orderitem", "order", "project_id", object_column="order_id"),
+    AuditedTable("orders_comment", "order", "project_id", object_column="order_id"),
+    AuditedTable("orders_status", "status", "project_id", ignored_columns=("queue_rank",)),
+    AuditedTable("orders_product", "product", "project_id"),
+    AuditedTable("orders_worksettings", "work_settings", "project_id"),
+    # order_seq: every lead takes the next number (recorded as the order's creation).
+    AuditedTable("accounts_project", "project", "id", ignored_columns=("order_seq",)),
+    AuditedTable("accounts_membership", "membership", "project_id"),
+    # last_used_at: refreshed at most once a minute by authenticate_api_key.
+    AuditedTable(
+        "accounts_apikey",
+        "api_key",
+        "project_id",
+        sealed_columns=("secret_hash",),
+        ignored_columns=("last_used_at",),
+    ),
+    # Users belong to no project, but their events are filed under their project when they
+    # have one (logins, password resets).
+    AuditedTable(
+        "accounts_user",
+        "user",
+        "",
+        sealed_columns=("password",),
+        ignored_columns=("last_login",),
+        projects_from="accounts_membership.user_id",
+    ),
+)
+
+
+def audited_table(table: str) -> AuditedTable:
+    """The spec of one audited table."""
+    return next(spec for spec in AUDITED_TABLES if spec.table == table)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+PG_FUNCTION = "callvault_audit_bypass"
+
+# Dates and times as the database renders them: left as they are, since the phone pattern
+# would blank them and they cannot carry a number.
+DATE_OR_TIME = (
+    r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d(:?\d\d)?|Z)?)?"
+    r"|\d\d:\d\d(:\d\d(\.\d+)?)?"
+)
+
+# Phone-shaped runs blanked as vault.logfilter.redact does (both patterns mean the same to
+# PostgreSQL's regular expressions as to Python's), in every text value but dates and times.
+PG_REDACT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION callvault_audit_redact(value jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(value) IS DISTINCT FROM 'string' THEN value
+        WHEN value #>> '{{}}' ~ '^(?:{DATE_OR_TIME})$' THEN value
+        ELSE to_jsonb(regexp_replace(value #>> '{{}}', '{PHONE_LIKE.pattern}', '[redacted]', 'g'))
+    END
+$$;
+"""  # noqa: S608 (this module's constants)
+
+# Arguments: object type, object column, project column, sealed columns, ignored columns
+# (comma-separated), projects_from, resealed_by. SECURITY DEFINER so that a database role
+# without rights on the record still gets recorded; session_user is then the login.
+PG_BYPASS_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION callvault_audit_bypass() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    obj_type text := TG_ARGV[0];
+    sealed text[] := string_to_array(TG_ARGV[3], ',');
+    ignored text[] := string_to_array(TG_ARGV[4], ',');
+    old_row jsonb;
+    new_row jsonb;
+    cur jsonb;
+    col text;
+    before jsonb;
+    after jsonb;
+    changes jsonb := '{}';
+    only_sealed boolean := true;
+    obj_id text;
+    project bigint;
+    projects bigint[];
+    more bigint[];
+    p bigint;
+    verb text;
+BEGIN
+    -- Whose row is it? Checked first: the application's own writes (nearly all) stop at
+    -- one index probe, before any diffing.
+    IF TG_OP = 'DELETE' THEN cur := to_jsonb(OLD); ELSE cur := to_jsonb(NEW); END IF;
+    obj_id := cur ->> TG_ARGV[1];
+    IF TG_ARGV[2] <> '' THEN
+        project := (cur ->> TG_ARGV[2])::bigint;
+    END IF;
+    projects := ARRAY[project];
+    IF TG_ARGV[5] <> '' THEN
+        EXECUTE format('SELECT array_agg(project_id) FROM %I WHERE %I = $1',
+                       split_part(TG_ARGV[5], '.', 1), split_part(TG_ARGV[5], '.', 2))
+            INTO more USING obj_id::bigint;
+        projects := projects || COALESCE(more, '{}');
+    END IF;
+
+    -- Did the application record this object in this transaction? Newest first: its own
+    -- event is the object's latest, so the backward walk of audit_object_idx stops there.
+    FOREACH p IN ARRAY projects LOOP
+        IF p IS NULL THEN
+            PERFORM 1 FROM audit_auditevent
+            WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
+              AND txid = txid_current() AND actor_kind <> 'unattributed'
+            ORDER BY id DESC LIMIT 1;
+        ELSE
+            PERFORM 1 FROM audit_auditevent
+            WHERE project_id = p AND object_type = obj_type AND object_id = obj_id
+              AND txid = txid_current() AND actor_kind <> 'unattributed'
+            ORDER BY id DESC LIMIT 1;
+        END IF;
+        IF FOUND THEN RETURN NULL; END IF;
+    END LOOP;
+
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD) - ignored; END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW) - ignored; END IF;
+    FOR col IN SELECT jsonb_object_keys(COALESCE(new_row, old_row)) LOOP
+        before := COALESCE(old_row -> col, 'null');
+        after := COALESCE(new_row -> col, 'null');
+        CONTINUE WHEN before = after OR (TG_OP <> 'UPDATE' AND (before || after) IN (
+            '[null, null]', '[null, ""]', '["", null]'));
+        IF col = ANY(sealed) THEN
+            changes := changes || jsonb_build_object(col, 'changed');
+        ELSE
+            only_sealed := false;
+            changes := changes || jsonb_build_object(col, jsonb_build_array(
+                callvault_audit_redact(before), callvault_audit_redact(after)));
+        END IF;
+    END LOOP;
+    IF changes = '{}' THEN RETURN NULL; END IF;
+
+    -- Key rotation re-seals rows in batches and records one event per batch.
+    IF only_sealed AND TG_OP = 'UPDATE' AND TG_ARGV[6] <> '' THEN
+        PERFORM 1 FROM audit_auditevent
+        WHERE project_id IS NULL AND object_type = 'sealed_column' AND object_id = TG_ARGV[6]
+          AND txid = txid_current()
+        ORDER BY id DESC LIMIT 1;
+        IF FOUND THEN RETURN NULL; END IF;
+    END IF;
+
+    verb := CASE
+        WHEN TG_ARGV[1] <> 'id' THEN 'changed'
+        WHEN TG_OP = 'INSERT' THEN 'created'
+        WHEN TG_OP = 'DELETE' THEN 'deleted'
+        ELSE 'changed' END;
+    INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id, actor_name,
+        action, object_type, object_id, object_repr, changes, extra, ip, user_agent,
+        request_id)
+    VALUES (clock_timestamp(), project, 'unattributed', left(session_user, 64),
+        left(session_user, 200), obj_type || '.' || verb || '_outside_app', obj_type,
+        obj_id, left(obj_type || ' ' || obj_id, 200), changes,
+        jsonb_build_object(
+            'table', TG_TABLE_NAME,
+            'operation', TG_OP,
+            'row', cur -> 'id',
+            'db_user', session_user,
+            'application_name', current_setting('application_name', true),
+            'client_addr', host(inet_client_addr()),
+            'backend_pid', pg_backend_pid()),
+        NULL, '', '');
+    RETURN NULL;
+END
+$$;
+"""
+
+PG_FUNCTIONS = (PG_REDACT_FUNCTION, PG_BYPASS_FUNCTION)
+PG_DROP_FUNCTIONS = (
+    f"DROP FUNCTION IF EXISTS {PG_FUNCTION}()",
+    "DROP FUNCTION IF EXISTS callvault_audit_redact(jsonb)",
+)
+
+
+def _literal(value: str) -> str:
+    """A SQL string literal (the values come from migrations, never from users)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f'"{name}"'
+
+
+def _pg_install(table: str, spec: AuditedTable) -> list[str]:
+    args = ", ".join(
+        _literal(a)
+        for a in (
+            spec.object_type,
+            spec.object_column,
+            spec.project_column,
+            ",".join(spec.sealed_columns),
+            ",".join(spec.ignored_columns),
+            spec.projects_from,
+            spec.resealed_by,
+        )
+    )
+    # UPDATE has its own trigger so that a change to bookkeeping only (a renewed hold, a
+    # key's last use) is dropped at once instead of queuing a deferred call for the commit.
+    if spec.ignored_columns:
+        ignored = "ARRAY[" + ", ".join(_literal(c) for c in spec.ignored_columns) + "]"
+        unchanged = f"(to_jsonb(OLD) - {ignored}) IS DISTINCT FROM (to_jsonb(NEW) - {ignored})"
+    else:
+        unchanged = "OLD.* IS DISTINCT FROM NEW.*"
+    deferred = "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+    t = _ident(table)
+    return [
+        f"CREATE CONSTRAINT TRIGGER {table}_bypass_write AFTER INSERT OR DELETE ON {t} "
+        f"{deferred} EXECUTE FUNCTION {PG_FUNCTION}({args})",
+        f"CREATE CONSTRAINT TRIGGER {table}_bypass_update AFTER UPDATE ON {t} "
+        f"{deferred} WHEN ({unchanged}) EXECUTE FUNCTION {PG_FUNCTION}({args})",
+    ]
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+SQLITE_MAX_COLUMNS = 60  # json_object takes at most 127 arguments
+
+
+def _sqlite_columns(table: str) -> list[str]:
+    with connection.cursor() as cursor:
+        return [col.name for col in connection.introspection.get_table_description(cursor, table)]
+
+
+def _sqlite_row(columns: Sequence[str], spec: AuditedTable, row: str, other: str | None) -> str:
+    """json_object of a row's watched columns; a sealed one as {"sealed": 1} when it differs
+    from `other` (or, for an insert or delete, when it holds anything), else {"sealed": 0}."""
+    parts = []
+    for name in columns:
+        col = _ident(name)
+        if name in spec.sealed_columns:
+            if other is None:
+                differs = f"COALESCE({row}.{col}, '') <> ''"
+            else:
+                differs = f"{row}.{col} IS NOT {other}.{col}"
+            value = f"json_object('sealed', CASE WHEN {differs} THEN 1 ELSE 0 END)"
+        else:
+            value = f"{row}.{col}"
+        parts.append(f"{_literal(name)}, {value}")
+    return "json_object(" + ", ".join(parts) + ")"
+
+
+def _sqlite_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[str]:
+    watched = [c for c in columns if c not in spec.ignored_columns]
+    if len(watched) > SQLITE_MAX_COLUMNS:
+        raise ValueError(f"{table}: too many columns for one json_object")
+    plain = [c for c in watched if c not in spec.sealed_columns]
+    sealed = [c for c in watched if c in spec.sealed_columns]
+
+    def differs(names: Iterable[str]) -> str:
+        return " OR ".join(f"OLD.{_ident(c)} IS NOT NEW.{_ident(c)}" for c in names) or "0"
+
+    def insert(operation: str, row: str, before: str, after: str) -> str:
+        project = f"{row}.{_ident(spec.project_column)}" if spec.project_column else "NULL"
+        # Names and literals from the migration's spec (quoted), no input.
+        return (
+            "INSERT INTO audit_pendingchange (created_at, table_name, operation, project_id, "  # noqa: S608
+            "object_type, object_id, before, after) VALUES ("
+            f"strftime('%Y-%m-%d %H:%M:%f', 'now'), {_literal(table)}, {operation}, "
+            f"{project}, {_literal(spec.object_type)}, "
+            f"CAST({row}.{_ident(spec.object_column)} AS TEXT), {before}, {after});"
+        )
+
+    t = _ident(table)
+    # A change to sealed columns only is a re-seal candidate (vault.rotate claims those).
+    operation = f"CASE WHEN {differs(plain)} THEN 'UPDATE' ELSE '{RESEAL}' END"
+    if not spec.resealed_by:
+        operation = "'UPDATE'"
+    return [
+        f"CREATE TRIGGER {table}_bypass_insert AFTER INSERT ON {t} BEGIN "
+        + insert("'INSERT'", "NEW", "NULL", _sqlite_row(watched, spec, "NEW", None))
+        + " END",
+        f"CREATE TRIGGER {table}_bypass_update AFTER UPDATE ON {t} "
+        f"WHEN {differs(plain + sealed)} BEGIN "
+        + insert(
+            operation,
+            "NEW",
+            _sqlite_row(watched, spec, "OLD", "OLD"),
+            _sqlite_row(watched, spec, "NEW", "OLD"),
+        )
+        + " END",
+        f"CREATE TRIGGER {table}_bypass_delete AFTER DELETE ON {t} BEGIN "
+        + insert("'DELETE'", "OLD", _sqlite_row(watched, spec, "OLD", None), "NULL")
+        + " END",
+    ]
+
+
+# --- Both -----------------------------------------------------------------------------------
+
+
+def install_sql(
+    vendor: str,
+    table: str,
+    *,
+    object_type: str,
+    project_column: str | None,
+    sealed_columns: Sequence[str] = (),
+    ignored_columns: Sequence[str] = (),
+    object_column: str = "id",
+    projects_from: str = "",
+    resealed_by: str = "",
+    columns: Sequence[str] | None = None,
+) -> list[str]:
+    """The statements that install the bypass triggers on one table (PostgreSQL: the shared
+    function must exist, see PG_FUNCTIONS). On SQLite the trigger names every column, read
+    from the default database unless `columns` is given."""
+    spec = AuditedTable(
+        table,
+        object_type,
+        project_column or "",
+        object_column=object_column,
+        sealed_columns=tuple(sealed_columns),
+        ignored_columns=tuple(ignored_columns),
+        projects_from=projects_from,
+        resealed_by=resealed_by,
+    )
+    if vendor == "postgresql":
+        return _pg_install(table, spec)
+    if vendor == "sqlite":
+        return _sqlite_install(table, spec, list(columns or _sqlite_columns(table)))
+    raise ValueError(f"no bypass triggers for {vendor}")
+
+
+def drop_sql(vendor: str, table: str) -> list[str]:
+    """The statements that remove one table's bypass triggers."""
+    if vendor == "postgresql":
+        return [
+            f"DROP TRIGGER IF EXISTS {table}_bypass_{kind} ON {_ident(table)}"
+            for kind in ("write", "update")
+        ]
+    return [f"DROP TRIGGER IF EXISTS {table}_bypass_{op}" for op in ("insert", "update", "delete")]
+
+
+def spec_sql(vendor: str, spec: AuditedTable, columns: Sequence[str] | None = None) -> list[str]:
+    """install_sql for a spec of AUDITED_TABLES."""
+    return install_sql(
+        vendor,
+        spec.table,
+        object_type=spec.object_type,
+        project_column=spec.project_column,
+        sealed_columns=spec.sealed_columns,
+        ignored_columns=spec.ignored_columns,
+        object_column=spec.object_column,
+        projects_from=spec.projects_from,
+        resealed_by=spec.resealed_by,
+        columns=columns,
+    )
+
+
+def reinstall(schema_editor: Any, *tables: str) -> None:
+    """Migration step: (re)install the triggers of the named audited tables."""
+    conn = schema_editor.connection
+    for table in tables:
+        columns = None
+        if conn.vendor == "sqlite":
+            with conn.cursor() as cursor:
+                columns = [c.name for c in conn.introspection.get_table_description(cursor, table)]
+        for statement in drop_sql(conn.vendor, table) + spec_sql(
+            conn.vendor, audited_table(table), columns
+        ):
+            schema_editor.execute(statement, params=None)
+
+
+def uninstall(schema_editor: Any, *tables: str) -> None:
+    """Migration step backwards: remove the triggers of the named tables."""
+    for table in tables:
+        for statement in drop_sql(schema_editor.connection.vendor, table):
+            schema_editor.execute(statement, params=None)
+
+
+# --- The SQLite claim and sweep -------------------------------------------------------------
+
+
+def claim_pending(object_type: str, object_id: str) -> None:
+    """SQLite: the application records this object, so its parked changes are accounted for.
+
+    Called by record_event. A vault.rotate event claims the re-seals of its column's table.
+    """
+    if connection.vendor != "sqlite" or not object_id:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM audit_pendingchange WHERE object_type = %s AND object_id = %s",
+            [object_type, object_id],
+        )
+        if object_type == SEALED_COLUMN_OBJECT:
+            tables = [s.table for s in AUDITED_TABLES if s.resealed_by == object_id]
+            for table in tables:
+                cursor.execute(
+                    "DELETE FROM audit_pendingchange WHERE operation = %s AND table_name = %s",
+                    [RESEAL, table],
+                )
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(DATE_OR_TIME, value):
+        return redact(value)
+    return value
+
+
+def _is_sealed_marker(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"sealed"}
+
+
+def pending_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """{column: [before, after]} of a parked change, sealed columns as "changed"."""
+    old, new = before or {}, after or {}
+    changes: dict[str, Any] = {}
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if _is_sealed_marker(a) or _is_sealed_marker(b):
+            if (a or {}).get("sealed") or (b or {}).get("sealed"):
+                changes[name] = CHANGED
+            continue
+        if a == b or (not (before and after) and a in (None, "") and b in (None, "")):
+            continue
+        changes[name] = [_redacted(a), _redacted(b)]
+    return changes
+
+
+def _action(row: PendingChange) -> str:
+    spec = next((s for s in AUDITED_TABLES if s.table == row.table_name), None)
+    verb = {"INSERT": "created", "DELETE": "deleted"}.get(row.operation, "changed")
+    if spec is not None and spec.object_column != "id":
+        verb = "changed"
+    return f"{row.object_type}.{verb}_outside_app"
+
+
+def _event(row: PendingChange) -> AuditEvent | None:
+    changes = pending_diff(row.before, row.after)
+    if not changes:
+        return None
+    source = row.after or row.before or {}
+    return AuditEvent(
+        created_at=row.created_at,
+        project_id=row.project_id,
+        actor_kind=ActorKind.UNATTRIBUTED,
+        actor_id=SQLITE_ACTOR,
+        actor_name=SQLITE_ACTOR,
+        action=_action(row),
+        object_type=row.object_type,
+        object_id=row.object_id,
+        object_repr=f"{row.object_type} {row.object_id}"[:200],
+        changes=changes,
+        extra={
+            "table": row.table_name,
+            "operation": "UPDATE" if row.operation == RESEAL else row.operation,
+            "row": source.get("id"),
+        },
+    )
+
+
+def sweep_pending_changes(older_than_seconds: float = 0) -> int:
+    """SQLite: turn parked changes nobody claimed into unattributed events; how many.
+
+    On SQLite a writer holds the database's write lock until it commits and nobody sees its
+    parked rows before, so every visible row is final: the default age is 0. PostgreSQL
+    records in its triggers and parks nothing: 0.
+    """
+    if connection.vendor != "sqlite":
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    recorded = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                PendingChange.objects.filter(created_at__lte=cutoff).order_by("id")[:SWEEP_BATCH]
+            )
+            events = [e for e in map(_event, rows) if e is not None]
+            AuditEvent.objects.bulk_create(events)
+            PendingChange.objects.filter(pk__in=[r.pk for r in rows]).delete()
+        recorded += len(events)
+        if len(rows) < SWEEP_BATCH:
+            return recorded
