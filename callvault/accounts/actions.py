@@ -22,11 +22,24 @@ from callvault.accounts.models import (
     hash_api_key,
 )
 from callvault.audit.context import Actor
-from callvault.audit.models import ActorKind
 from callvault.audit.recorder import SEALED_CHANGED, diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
 
 API_KEY_PREFIX = "cvk"
+
+# A project's editable settings: each change is recorded as before -> after.
+PROJECT_SETTINGS = (
+    "name",
+    "default_region",
+    "time_zone",
+    "mask_visible_digits",
+    "duplicate_window_hours",
+    "thank_you_url",
+)
+
+
+# What the record keeps of a new user (the password only as "changed"; empty names left out).
+USER_AUDITED_FIELDS = ("username", "first_name", "last_name", "email", "must_change_password")
 
 
 @transaction.atomic
@@ -65,9 +78,8 @@ def do_create_user(
         object_id=user.pk,
         object_repr=user.username,
         changes={
-            "username": [None, user.username],
+            **diff({}, snapshot(user, USER_AUDITED_FIELDS)),
             "password": SEALED_CHANGED,
-            **({"must_change_password": [None, True]} if must_change_password else {}),
         },
     )
     return user
@@ -117,19 +129,9 @@ def do_create_project(
         object_type="project",
         object_id=project.pk,
         object_repr=name,
-        changes={"name": [None, name], "slug": [None, slug]},
+        changes=diff({}, snapshot(project, ("slug", *PROJECT_SETTINGS))),
     )
     return project
-
-
-PROJECT_SETTINGS = (
-    "name",
-    "default_region",
-    "time_zone",
-    "mask_visible_digits",
-    "duplicate_window_hours",
-    "thank_you_url",
-)
 
 
 @transaction.atomic
@@ -383,6 +385,7 @@ def do_create_api_key(
     can_create_leads: bool = True,
     can_read_orders: bool = False,
     can_update_orders: bool = False,
+    can_read_audit: bool = False,
 ) -> tuple[ApiKey, str]:
     """A new key; the secret is returned once and only its hash is kept."""
     name = name.strip()
@@ -399,6 +402,7 @@ def do_create_api_key(
         can_create_leads=can_create_leads,
         can_read_orders=can_read_orders,
         can_update_orders=can_update_orders,
+        can_read_audit=can_read_audit,
     )
     record_event(
         "api_key.create",
@@ -411,6 +415,7 @@ def do_create_api_key(
             "can_create_leads": [None, can_create_leads],
             "can_read_orders": [None, can_read_orders],
             "can_update_orders": [None, can_update_orders],
+            "can_read_audit": [None, can_read_audit],
         },
     )
     return key, secret
@@ -435,7 +440,7 @@ def do_revoke_api_key(key: ApiKey) -> ApiKey:
 
 def api_key_actor(key: ApiKey) -> Actor:
     """The actor an API key's requests are recorded as."""
-    return Actor(ActorKind.API_KEY, str(key.pk), f"API key {key.name}")
+    return Actor.api_key(key.pk, key.name)
 
 
 LAST_USED_GRANULARITY_SECONDS = 60

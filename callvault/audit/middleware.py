@@ -15,7 +15,6 @@ from callvault.audit.context import (
     set_actor,
     use_context,
 )
-from callvault.audit.models import ActorKind
 from callvault.lib.clientip import client_ip, peer_is_trusted_proxy
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -23,7 +22,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def member_actor(user: object) -> Actor:
     """The actor for a logged-in person."""
-    return Actor(ActorKind.MEMBER, str(getattr(user, "pk", "")), getattr(user, "username", ""))
+    return Actor.member(user)
 
 
 class RequestContextMiddleware:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from django.utils.translation import gettext_noop
 from callvault.accounts.models import Project, User
 from callvault.audit.context import current
 from callvault.audit.models import ActorKind
-from callvault.audit.recorder import Sealed, diff, record_event, snapshot
+from callvault.audit.recorder import Sealed, diff, plain, record_event, snapshot
 from callvault.lib.errors import FieldErrors
 from callvault.orders.models import (
     Comment,
@@ -30,6 +31,7 @@ from callvault.orders.models import (
     StatusGroup,
     WorkSettings,
 )
+from callvault.vault.keyring import get_keyring
 from callvault.vault.logfilter import redact
 from callvault.vault.phones import PhoneError, parse_phone, seal_phone
 
@@ -72,7 +74,7 @@ def do_create_default_statuses(project: Project) -> list[Status]:
             object_type="status",
             object_id=status.pk,
             object_repr=name,
-            changes={"code": [None, code], "group": [None, group]},
+            changes=diff({}, snapshot(status, STATUS_AUDITED_FIELDS)),
         )
         statuses.append(status)
     work = WorkSettings.objects.create(
@@ -80,7 +82,50 @@ def do_create_default_statuses(project: Project) -> list[Status]:
         status_after_max_attempts=next(s for s in statuses if s.code == "unreachable"),
     )
     rank_statuses(work)
+    record_event(
+        "work_settings.create",
+        project_id=project.pk,
+        object_type="work_settings",
+        object_id=work.pk,
+        object_repr=str(work),
+        changes=diff({}, work_state(work, WORK_AUDITED_FIELDS)),
+    )
     return statuses
+
+
+# A status's fields as the record keeps them (queue_rank is derived bookkeeping).
+STATUS_AUDITED_FIELDS = (
+    "code",
+    "name",
+    "group",
+    "queue_class",
+    "requires_reason",
+    "position",
+    "is_active",
+    "is_initial",
+)
+WORK_AUDITED_FIELDS = (
+    "calling_hours_start",
+    "calling_hours_end",
+    "lock_minutes",
+    "queue_priority",
+    "no_answer_backoff",
+    "max_attempts",
+    "status_after_max_attempts",
+    "script",
+)
+
+
+def work_state(work: WorkSettings, fields: Any, *, redacted: bool = True) -> dict[str, Any]:
+    """The work settings as the record keeps them: the last-attempt status by its code, the
+    script (free text) without anything phone-shaped unless `redacted` is False (to compare)."""
+    state = snapshot(work, fields)
+    if "status_after_max_attempts" in state:
+        status = work.status_after_max_attempts
+        state["status_after_max_attempts"] = status.code if status else None
+    if "script" in state and redacted:
+        state["script"] = redact(state["script"])
+    return {name: plain(value) for name, value in state.items()}
 
 
 def rank_statuses(work: WorkSettings) -> None:
@@ -162,9 +207,15 @@ class Lead:
     comment: str = ""
 
     def fingerprint(self) -> str:
-        """A digest of the content, to tell a true retry from a different lead reusing a key."""
+        """A digest of the content, to tell a true retry from a different lead reusing a key.
+
+        Keyed (the key ring's index key, in its own domain): the content holds the number as
+        typed, and a plain hash of it could be brute-forced from the stored record.
+        """
         data = json.dumps(self.__dict__, default=lambda o: o.__dict__, sort_keys=True)
-        return hashlib.sha256(data.encode()).hexdigest()
+        mac = hmac.new(get_keyring().index_key, b"callvault/lead-fingerprint\0", hashlib.sha256)
+        mac.update(data.encode())
+        return mac.hexdigest()
 
 
 @dataclass
@@ -332,7 +383,7 @@ def _create_order(
         queue_rank=status.queue_rank,
         duplicate_of_id=original,
     )
-    OrderItem.objects.bulk_create(
+    lines = OrderItem.objects.bulk_create(
         OrderItem(
             order=order,
             project=project,
@@ -344,6 +395,8 @@ def _create_order(
         for product, qty in items
     )
     changes: dict[str, Any] = redact_free_text(diff({}, _order_state(order)))
+    # Each line by its id, as adding one later records it, so every item has its history.
+    changes.update({f"item {line.pk}": [None, _item_text(line)] for line in lines})
     record_event(
         "order.create",
         project_id=project.pk,
@@ -609,16 +662,21 @@ def do_add_item(
         object_type="order",
         object_id=order.pk,
         object_repr=str(order),
-        changes={f"item {item.pk}": [None, f"{quantity} x {product.sku} @ {item.price}"]},
+        changes={f"item {item.pk}": [None, _item_text(item)]},
     )
     return item
+
+
+def _item_text(item: OrderItem) -> str:
+    """A product line as the record shows it: "2 x TEA @ 990.00"."""
+    return f"{item.quantity} x {item.product.sku} @ {item.price}"
 
 
 @transaction.atomic
 def do_remove_item(item: OrderItem) -> None:
     """Remove a product line."""
     order = item.order
-    text = f"{item.quantity} x {item.product.sku} @ {item.price}"
+    text = _item_text(item)
     item_id = item.pk
     item.delete()
     record_event(

@@ -15,9 +15,9 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from callvault.accounts.models import Project
-from callvault.audit.recorder import diff, plain, record_event, snapshot
+from callvault.audit.recorder import diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import rank_statuses
+from callvault.orders.actions import STATUS_AUDITED_FIELDS, rank_statuses, work_state
 from callvault.orders.models import (
     Order,
     Product,
@@ -26,7 +26,6 @@ from callvault.orders.models import (
     StatusGroup,
     WorkSettings,
 )
-from callvault.vault.logfilter import redact
 
 STATUS_CODE = re.compile(r"^[-a-zA-Z0-9_]{1,40}$")
 STATUS_EDITABLE = ("name", "group", "queue_class", "requires_reason", "position", "is_active")
@@ -34,7 +33,7 @@ MAX_POSITION = 32767  # PositiveSmallIntegerField
 
 
 def _status_state(status: Status) -> dict[str, Any]:
-    return snapshot(status, ("code", *STATUS_EDITABLE))
+    return snapshot(status, STATUS_AUDITED_FIELDS)
 
 
 def _last_of_its_class(status: Status, queue_class: str) -> bool:
@@ -343,18 +342,6 @@ def _clean_work(work: WorkSettings, values: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
-def _work_state(work: WorkSettings, fields: Any) -> dict[str, Any]:
-    """The audited state: the last-attempt status by its code, the script without anything
-    phone-shaped (it is free text)."""
-    state = snapshot(work, fields)
-    if "status_after_max_attempts" in state:
-        status = work.status_after_max_attempts
-        state["status_after_max_attempts"] = status.code if status else None
-    if "script" in state:
-        state["script"] = redact(state["script"])
-    return {name: plain(value) for name, value in state.items()}
-
-
 @transaction.atomic
 def do_update_work_settings(work: WorkSettings, **values: Any) -> WorkSettings:
     """Change calling hours, queue rules or the script; a new queue order re-ranks the
@@ -365,20 +352,24 @@ def do_update_work_settings(work: WorkSettings, **values: Any) -> WorkSettings:
     errors = _clean_work(work, values)
     if errors:
         raise FieldErrors(errors)
-    before = _work_state(work, values)
+    before = work_state(work, values, redacted=False)
+    shown_before = work_state(work, values)
     for name, value in values.items():
         setattr(work, name, value)
     work.save(update_fields=list(values))
-    changes = diff(before, _work_state(work, values))
-    if changes:
-        if "queue_priority" in changes:
+    # Compared in full, recorded redacted: a script edit that only changes a number is still
+    # a change (shown with the number blanked on both sides).
+    changed = diff(before, work_state(work, values, redacted=False))
+    if changed:
+        if "queue_priority" in changed:
             rank_statuses(work)
+        shown_after = work_state(work, values)
         record_event(
             "work_settings.update",
             project_id=work.project_id,
             object_type="work_settings",
             object_id=work.pk,
             object_repr=str(work),
-            changes=changes,
+            changes={name: [shown_before[name], shown_after[name]] for name in changed},
         )
     return work

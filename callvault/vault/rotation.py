@@ -46,20 +46,24 @@ def reseal_column(
     Each batch is its own short transaction, and each row is written only if it still holds
     the ciphertext that was read (an edit in between wins; a later pass picks it up if needed),
     so operators keep working while this runs. Plaintext never changes, so no order history
-    entry is written: one "vault.rotate" event per batch records what was done.
+    entry is written: one "vault.rotate" event per batch records what was done, naming the
+    rows it rewrote (a ciphertext that changed without such an event was not a rotation).
+    Events of one run share its request id (`system_run` in the command).
     """
     ring = get_keyring()
     label = f"{col.model._meta.label}.{col.column}"
     done, after = 0, 0
     while rows := _stale(col, ring.active, after, batch):
-        changed = 0
+        resealed: list[int] = []
         with transaction.atomic():
             for pk, project_id, old in rows:
                 plain = open_phone(old, project_id=project_id, field=col.field)
                 new = seal(plain, project_id=project_id, field=col.field, ring=ring)
-                changed += col.model._default_manager.filter(pk=pk, **{col.column: old}).update(
+                if col.model._default_manager.filter(pk=pk, **{col.column: old}).update(
                     **{col.column: new}
-                )
+                ):
+                    resealed.append(pk)
+            changed = len(resealed)
             record_event(
                 "vault.rotate",
                 project_id=None,
@@ -70,6 +74,7 @@ def reseal_column(
                     "resealed": changed,
                     "first_pk": rows[0][0],
                     "last_pk": rows[-1][0],
+                    "ids": resealed,
                 },
             )
         done += changed

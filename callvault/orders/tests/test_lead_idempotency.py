@@ -104,3 +104,20 @@ def test_concurrent_retries_create_exactly_one_order(api_key: str, phone: Phone)
     assert len({order_id for _, order_id in answers}) == 1
     assert Order.objects.count() == 1
     assert IdempotencyRecord.objects.count() == 1
+
+
+def test_the_stored_fingerprint_is_keyed_so_the_number_cannot_be_guessed_from_it(
+    phone: Phone,
+) -> None:
+    import hashlib
+    import json
+
+    from callvault.orders.actions import Lead
+
+    lead = Lead(phone=phone[0])
+    plain = hashlib.sha256(
+        json.dumps(lead.__dict__, default=lambda o: o.__dict__, sort_keys=True).encode()
+    ).hexdigest()
+    assert lead.fingerprint() != plain
+    assert lead.fingerprint() == Lead(phone=phone[0]).fingerprint()
+    assert lead.fingerprint() != Lead(phone=phone[1]).fingerprint()

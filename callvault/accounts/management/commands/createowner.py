@@ -11,6 +11,7 @@ from django.db import transaction
 from callvault.accounts.actions import do_add_member, do_create_project, do_create_user
 from callvault.accounts.models import Role
 from callvault.accounts.passwords import generated_password
+from callvault.audit.context import system_run
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import do_create_default_statuses
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         password = generated_password()
         try:
-            with transaction.atomic():
+            with system_run("createowner"), transaction.atomic():
                 user = do_create_user(
                     opts["username"], password, email=opts["email"], must_change_password=True
                 )

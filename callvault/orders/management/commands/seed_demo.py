@@ -20,6 +20,7 @@ from callvault.accounts.actions import (
 )
 from callvault.accounts.models import Project, Role, User
 from callvault.accounts.passwords import generated_password
+from callvault.audit.context import system_run
 from callvault.lib.fakephones import fake_phone_numbers
 from callvault.orders.actions import (
     Lead,
@@ -85,7 +86,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         creds = Path(settings.DATA_DIR) / "demo-credentials.txt"
         if not Project.objects.filter(slug="demo").exists():
-            self._seed(opts["orders"], creds)
+            with system_run("seed demo"):
+                self._seed(opts["orders"], creds)
         self.stdout.write(
             creds.read_text(encoding="utf-8")
             if creds.exists()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from callvault.audit.context import system_run
+from callvault.audit.recorder import record_event
 from callvault.vault.keyring import (
     create_keyring_file,
     get_keyring,
@@ -17,6 +20,17 @@ from callvault.vault.keyring import (
 )
 from callvault.vault.registry import SEALED_COLUMNS
 from callvault.vault.rotation import key_usage, reseal_column
+
+
+def _record_ring(action: str, key: str, keys: Iterable[str]) -> None:
+    """A change of the key ring, by key ids (not secret: every ciphertext names its key)."""
+    record_event(
+        action,
+        project_id=None,
+        object_type="keyring",
+        object_id=key,
+        extra={"keys": sorted(keys)},
+    )
 
 
 class Command(BaseCommand):
@@ -39,7 +53,9 @@ class Command(BaseCommand):
         retire.add_argument("key")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        getattr(self, f"do_{opts['action']}")(**opts)
+        # Recorded as "system: vault rotate" etc., the run's events under one request id.
+        with system_run(f"vault {opts['action']}"):
+            getattr(self, f"do_{opts['action']}")(**opts)
 
     def _file(self) -> Path:
         if settings.VAULT_KEYRING:
@@ -77,6 +93,7 @@ class Command(BaseCommand):
             ring = get_keyring().with_new_key()
             write_keyring_file(path, ring)
             reset_keyring_cache()
+            _record_ring("vault.key_add", ring.active, ring.seal_keys)
             self.stdout.write(
                 self.style.WARNING(
                     f"New active key {ring.active} written to {path}. Back the file up. Running "
@@ -101,8 +118,10 @@ class Command(BaseCommand):
         if key not in ring.seal_keys:
             raise CommandError(f"no key {key} in the ring")
         try:
-            write_keyring_file(path, ring.without_key(key))
+            remaining = ring.without_key(key)
+            write_keyring_file(path, remaining)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         reset_keyring_cache()
+        _record_ring("vault.key_retire", key, remaining.seal_keys)
         self.stdout.write(self.style.SUCCESS(f"key {key} retired"))
