@@ -108,3 +108,4 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 api.add_router("/", "callvault.orders.api.router")
+api.add_router("/", "callvault.audit.api.router")

@@ -24,11 +24,18 @@ class ApiKeyForm(forms.Form):
     can_create_leads = forms.BooleanField(label=_("May post leads"), required=False, initial=True)
     can_read_orders = forms.BooleanField(label=_("May read orders"), required=False)
     can_update_orders = forms.BooleanField(label=_("May change order statuses"), required=False)
+    can_read_audit = forms.BooleanField(label=_("May read the audit trail"), required=False)
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
         if not any(
-            data.get(f) for f in ("can_create_leads", "can_read_orders", "can_update_orders")
+            data.get(f)
+            for f in (
+                "can_create_leads",
+                "can_read_orders",
+                "can_update_orders",
+                "can_read_audit",
+            )
         ):
             raise forms.ValidationError(_("A key must be allowed to do something."))
         return data

@@ -198,6 +198,8 @@ class ApiKey(models.Model):
     can_create_leads = models.BooleanField(_("may post leads"), default=True)
     can_read_orders = models.BooleanField(_("may read orders"), default=False)
     can_update_orders = models.BooleanField(_("may change order statuses"), default=False)
+    # Who did what from which address: more than an order integration needs to see.
+    can_read_audit = models.BooleanField(_("may read the audit trail"), default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

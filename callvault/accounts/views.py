@@ -85,6 +85,7 @@ def api_keys(request: HttpRequest, project_slug: str) -> HttpResponse:
             can_create_leads=form.cleaned_data["can_create_leads"],
             can_read_orders=form.cleaned_data["can_read_orders"],
             can_update_orders=form.cleaned_data["can_update_orders"],
+            can_read_audit=form.cleaned_data["can_read_audit"],
         )
         form = ApiKeyForm()
     keys = ApiKey.objects.filter(project=member.project).select_related("created_by")

@@ -14,10 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from callvault.accounts.models import Membership, Project, access_membership
-from callvault.audit.models import AuditEvent
+from callvault.audit.queries import events_for_object
 from callvault.audit.recorder import record_event
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import redact_free_text
 from callvault.orders.forms import (
     AddItemForm,
     CallbackForm,
@@ -61,19 +60,26 @@ def holds(member: Membership, order: Order) -> bool:
     )
 
 
-def _history(member: Membership, order: Order) -> list[AuditEvent]:
+def _history(member: Membership, order: Order) -> dict[str, Any]:
+    """The History tab: for members who may read the record (it names other operators and
+    their addresses), and itself a recorded read."""
     if not member.can_view_audit:
-        return []
-    events = list(
-        AuditEvent.objects.filter(
-            project_id=order.project_id, object_type="order", object_id=str(order.pk)
-        ).order_by("-id")[:100]
+        return {}
+    page = events_for_object(order.project_id, "order", order.pk)
+    record_event(
+        "audit.view",
+        project_id=order.project_id,
+        object_type="order",
+        object_id=order.pk,
+        object_repr=str(order),
+        extra={"page": "order_history", "results": len(page.rows)},
     )
-    if not member.can_see_phones:
-        # Events recorded before free text was redacted at write time may quote a number.
-        for event in events:
-            event.changes = redact_free_text(event.changes)
-    return events
+    return {
+        "history": page.rows,
+        "history_more": page.next_before is not None,
+        "history_object_type": "order",
+        "history_object_id": order.pk,
+    }
 
 
 def items_context(
@@ -122,7 +128,6 @@ def render_card(
         "project": project,
         "order": order,
         "comments": order.comments.all(),
-        "history": _history(member, order),
         "phone_masked": order.phone_masked(),
         "revealed": revealed,
         "reveal_error": error,
@@ -133,6 +138,7 @@ def render_card(
         "customer_now": timezone.now().astimezone(zone),
         "script": work_settings(order.project_id).script,
         **items_context(order, quantity_form=forms.get("quantity"), add_form=forms.get("add")),
+        **_history(member, order),
     }
     if member.can_edit_orders:
         context.update(

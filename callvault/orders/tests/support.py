@@ -51,6 +51,7 @@ def make_key(
     can_create_leads: bool = True,
     can_read_orders: bool = False,
     can_update_orders: bool = False,
+    can_read_audit: bool = False,
 ) -> str:
     """A new API key's secret with the given permissions."""
     _, secret = do_create_api_key(
@@ -59,6 +60,7 @@ def make_key(
         can_create_leads=can_create_leads,
         can_read_orders=can_read_orders,
         can_update_orders=can_update_orders,
+        can_read_audit=can_read_audit,
     )
     return secret
 

@@ -85,7 +85,7 @@ def fingerprint(order: Order) -> dict[str, Any]:
         },
         "items": list(OrderItem.objects.filter(order=order).values_list("id", "quantity")),
         "comments": Comment.objects.filter(order=order).count(),
-        "events": AuditEvent.objects.exclude(action="order.view").count(),
+        "events": AuditEvent.objects.exclude(action__in=["order.view", "audit.view"]).count(),
     }
 
 
