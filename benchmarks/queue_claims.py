@@ -1,7 +1,7 @@
 """Queue claims on PostgreSQL: 50 operators claiming side by side, against the ceiling.
 
     .venv/bin/python benchmarks/queue_claims.py [--duration 20] [--rounds 2]
-        [--extra-modes proto_fold_prep] [--profile] [--json FILE] [--strict]
+        [--scenarios a,b] [--json FILE] [--strict]
 
 50 OS processes (multiprocessing, 'spawn'), one per operator member; each sets up Django
 itself (CALLVAULT_DEBUG=1, a temp CALLVAULT_DATA_DIR, a key ring file made once with
@@ -11,31 +11,45 @@ and the operators are made with the product's actions; the orders are bulk-loade
 The same processes run, on the same data reset (and vacuumed) before every run, in
 interleaved rounds (ABBA):
 
-- product: `claim_next(member)` (timed alone: the claim latency), then the order is marked
-  done with `Order.objects.filter(pk=...).update(in_queue=False)`;
-- ceiling: plain psycopg (autocommit), the bare one-statement claim
-  `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id` (timed alone),
-  then `UPDATE orders_order SET in_queue = false WHERE id = %s`;
-- --extra-modes: prototypes of a cheaper claim (below) in the same rounds;
+- product: `claim_next_id(member)`, the claim inside "Next order": one statement
+  (`callvault.orders.queue._CLAIM_SQL`) that reads the work rules, computes the customer's
+  local time, locks the order and writes the audit event, sent with `prepare=True` on
+  Django's connection. Timed alone: the claim latency. Triggers on, as in production;
+- controls (skip with --no-controls): product_prepared, the same on a connection whose
+  `prepare_threshold` is lifted from Django's None (with None psycopg ignores
+  `prepare=True`; each process reports whether its session held prepared statements), and
+  product_no_triggers, the same with triggers off for the session (what the audit bypass
+  trigger costs the claim);
+- ceiling: plain psycopg (autocommit, psycopg's automatic prepared statements), the bare
+  one-statement claim `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)
+  RETURNING id` (timed alone), with triggers off for its session (it is meant to be bare);
+- product, its controls and the ceiling then mark the order done the same way, untimed:
+  one round trip on the process's own connection, `BEGIN; SET LOCAL
+  session_replication_role = replica; UPDATE orders_order SET in_queue = false WHERE id = N;
+  COMMIT` (triggers off for that transaction only, so the step neither fires the audit
+  triggers nor differs between the modes; a second connection per process would need 100+
+  connections, PostgreSQL's default limit);
 - product + status (one run, for the record): `claim_next` then the product's
-  `do_change_status` to "accepted", the operator's real turn.
+  `do_change_status` to "accepted", the operator's real turn, all with triggers on.
+
+The coordinator's own connection bulk-loads and resets with `session_replication_role =
+replica` (it connects as the superuser postgres), so neither the audit table's append-only
+triggers nor the orders' bypass triggers fire for the benchmark's own housekeeping; which
+triggers exist is printed at the start.
 
 Scenarios: (a) 100,000 due orders; (b) 1,000,000 orders, 90% processed, 100,000 due. Each run
 reports claims/s (claims started before the deadline / time until the last one ended), p50/p99
 of the claim latency measured in the workers, CPU per claim of the workers and of their
-PostgreSQL backends (from /proc), the CPUs the rest of the machine used meanwhile, and double
-claims (ids claimed twice in a run, from the workers' lists; where the claim writes the audit
-event also `order.claim` events per order > 1): must be 0. Target: product claims/s >= 50% of
-the ceiling's, in both scenarios. Scenario (b) is also run briefly with `order_queue_idx`
-dropped (then recreated) to show what the partial index buys. `EXPLAIN (ANALYZE, BUFFERS)` of
-the statement `claim_next` sends (captured, then rolled back) and of the ceiling is printed.
-
-`--profile` (scenario b) takes the claim apart with prototypes that live only in this file
-(PROTO_MODES: no re-read of the order, work settings cached or read inside the statement,
-the customer's local time computed in SQL instead of a ~600-zone list, a prepared statement
-on Django's own connection) and controls (the ceiling without prepared statements, the
-product with Django's debug cursor). Django's debug cursor (query logging, on with
-CALLVAULT_DEBUG=1) is switched off in the workers, as in production, except in product_debug.
+PostgreSQL backends (from /proc), the CPUs the rest of the machine used meanwhile, double
+claims (ids claimed twice in a run, from the workers' lists; for the product also
+`order.claim` events per order > 1): must be 0, and "unattributed" audit events the bypass
+triggers wrote during the run (the product records its own changes, so also 0). Target:
+product claims/s >= 50% of the ceiling's, in both scenarios. Scenario (b) is also run briefly
+with `order_queue_idx` dropped (then recreated) to show what the partial index buys.
+`EXPLAIN (ANALYZE, BUFFERS)` (rolled back) is printed for the product's statement as it is
+prepared on the connection, with its custom plan and with the generic plan a prepared
+statement switches to, and for the ceiling. Django's debug cursor (query logging, on with
+CALLVAULT_DEBUG=1) is switched off in the workers, as in production.
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import re
 import resource
 import shutil
 import signal
@@ -93,54 +108,22 @@ CEILING_CLAIM = """
     )
     RETURNING id
 """
-BARE_DONE = "UPDATE orders_order SET in_queue = false WHERE id = %s"
-
-# A copy of the statement in callvault.orders.queue._claim_postgresql, for the --profile
-# prototypes only (sent through plain psycopg, with parts removed). {zones} and {audit} are
-# replaced per variant.
-PRODUCT_PICK = """
-    WITH picked AS (
-        SELECT id FROM orders_order
-        WHERE project_id = %(project)s AND in_queue AND next_call_at <= %(now)s
-          AND (locked_until IS NULL OR locked_until < %(now)s)
-          AND (assigned_to_id IS NULL OR assigned_to_id = %(user)s)
-          {zones}
-        ORDER BY queue_rank, next_call_at, id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE orders_order o SET locked_by_id = %(user)s, locked_until = %(until)s
-        FROM picked WHERE o.id = picked.id
-        RETURNING o.id, o.number
-    )
-"""
-PRODUCT_AUDIT = """
-    INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id,
-        actor_name, action, object_type, object_id, object_repr, changes, extra, ip,
-        user_agent, request_id)
-    SELECT %(now)s, %(project)s, %(kind)s, %(actor_id)s, %(actor_name)s, 'order.claim',
-        'order', claimed.id::text, '#' || claimed.number, %(changes)s::jsonb,
-        %(extra)s::jsonb, %(ip)s, %(ua)s, %(request_id)s
-    FROM claimed
-    RETURNING object_id
-"""
+# The done step of product and ceiling: one simple-protocol round trip (several statements
+# need it, so the id is inlined: an int from our own claim), its own transaction, triggers
+# off for that transaction only.
+BARE_DONE = (
+    "BEGIN; SET LOCAL session_replication_role = replica; "
+    "UPDATE orders_order SET in_queue = false WHERE id = {id:d}; COMMIT"
+)
+# The tables whose triggers other work adds (audit: append-only; orders: bypass); printed.
+TRIGGER_TABLES = ("audit_auditevent", "orders_order")
 
 MODE_LABELS = {
-    "product": "claim_next_id (what Next order calls) + ORM update(in_queue=False)",
-    "ceiling": "bare UPDATE ... SKIP LOCKED (psycopg, autocommit) + bare UPDATE",
-    "product_status": "claim_next + do_change_status(accepted)",
-    # --profile: prototypes and controls (not product code)
-    "product_baredone": "claim_next + the ceiling's bare done UPDATE (via Django)",
-    "proto_noreread": "claim_next without re-reading the order (returns the id)",
-    "proto_1q": "  + work settings cached: one statement (600-zone list)",
-    "proto_1q_nozones": "  same without any zone condition (upper bound)",
-    "proto_1q_sqltz": "  same with the local time computed in SQL",
-    "proto_1q_sqltz_prep": "  + prepared statement (server-side binding)",
-    "proto_fold_prep": "one prepared statement, settings + local time in SQL",
-    "proto_fold_prep_baredone": "  same + bare done UPDATE",
-    "proto_fold_prep_noaudit": "  same without the audit INSERT (not a proposal)",
-    "ceiling_noprepare": "ceiling without psycopg's prepared statements",
-    "product_debug": "product with Django's debug cursor (DEBUG=True) on",
+    "product": "claim_next_id as committed (Django's connection), triggers on; bare done",
+    "product_prepared": "  control: same, prepared (the connection's prepare_threshold lifted)",
+    "product_no_triggers": "  control: same with triggers off (what the bypass trigger costs)",
+    "ceiling": "bare UPDATE ... SKIP LOCKED (psycopg, autocommit, triggers off); bare done",
+    "product_status": "claim_next + do_change_status(accepted), triggers on",
 }
 
 
@@ -207,218 +190,71 @@ def pct(sorted_values: list[float], p: float) -> float:
 # ---- the worker process (one operator) -------------------------------------------------------
 
 
-def _product_sql(zones: str, audit: bool) -> str:
-    """The product's statement with the zone condition replaced (for the prototypes)."""
-    pick = PRODUCT_PICK.format(zones=zones)
-    if audit:
-        return pick + PRODUCT_AUDIT
-    return pick + "SELECT id FROM claimed"  # noqa: S608 (constants of this file)
+def done_bare(raw: Any, order_id: int) -> None:
+    """Mark a claimed order finished: the same step after every claim of product and ceiling."""
+    raw.execute(BARE_DONE.format(id=int(order_id)), prepare=False)
 
 
-# Prototype: the customer's local time computed by PostgreSQL for the few rows the index walk
-# visits, instead of a parameter listing every zone that is inside calling hours (~600).
-LOCAL_TIME = "(%(now)s AT TIME ZONE COALESCE(NULLIF(customer_tz, ''), %(ptz)s))::time"
-ZONES_LIST = "AND customer_tz = ANY(%(zones)s)"
-ZONES_SQL = f"""AND CASE WHEN %(start)s::time <= %(end)s::time
-              THEN {LOCAL_TIME} >= %(start)s::time AND {LOCAL_TIME} < %(end)s::time
-              ELSE {LOCAL_TIME} >= %(start)s::time OR {LOCAL_TIME} < %(end)s::time END"""
+@dataclass
+class Mode:
+    """What one operator process runs in one mode, on the one connection it holds."""
 
-# Prototype: the work settings read by the statement itself (no query before it, no cache),
-# the local time computed in SQL, the lock's end written into the audit event by SQL.
-FOLDED_CLAIM = f"""
-    WITH ws AS (
-        SELECT calling_hours_start AS hs, calling_hours_end AS he,
-               %(now)s + make_interval(mins => lock_minutes) AS until
-        FROM orders_worksettings WHERE project_id = %(project)s
-    ), picked AS (
-        SELECT id FROM orders_order
-        WHERE project_id = %(project)s AND in_queue AND next_call_at <= %(now)s
-          AND (locked_until IS NULL OR locked_until < %(now)s)
-          AND (assigned_to_id IS NULL OR assigned_to_id = %(user)s)
-          AND CASE WHEN (SELECT hs FROM ws) <= (SELECT he FROM ws)
-              THEN {LOCAL_TIME} >= (SELECT hs FROM ws) AND {LOCAL_TIME} < (SELECT he FROM ws)
-              ELSE {LOCAL_TIME} >= (SELECT hs FROM ws) OR {LOCAL_TIME} < (SELECT he FROM ws)
-              END
-        ORDER BY queue_rank, next_call_at, id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE orders_order o SET locked_by_id = %(user)s, locked_until = (SELECT until FROM ws)
-        FROM picked WHERE o.id = picked.id
-        RETURNING o.id, o.number, o.locked_until
-    )
-"""  # noqa: S608 (constants of this file)
-FOLDED_AUDIT = """
-    INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id,
-        actor_name, action, object_type, object_id, object_repr, changes, extra, ip,
-        user_agent, request_id)
-    SELECT %(now)s, %(project)s, %(kind)s, %(actor_id)s, %(actor_name)s, 'order.claim',
-        'order', claimed.id::text, '#' || claimed.number, %(changes)s::jsonb,
-        jsonb_build_object('until', claimed.locked_until), %(ip)s, %(ua)s, %(request_id)s
-    FROM claimed
-    RETURNING object_id
-"""
-
-PRODUCT_MODES = {"product", "product_debug", "product_status", "product_baredone"}
-PROTO_MODES = {
-    # mode: (statement, zones: list|sql|none|folded, prepared, audit, bare done)
-    "proto_noreread": ("product", "list", False, True, False),
-    "proto_1q": ("product", "list", False, True, False),
-    "proto_1q_nozones": ("product", "none", False, True, False),
-    "proto_1q_sqltz": ("product", "sql", False, True, False),
-    "proto_1q_sqltz_prep": ("product", "sql", True, True, False),
-    "proto_fold_prep": ("folded", "folded", True, True, False),
-    "proto_fold_prep_baredone": ("folded", "folded", True, True, True),
-    "proto_fold_prep_noaudit": ("folded", "folded", True, False, False),
-}
-PROFILE_MODES = [
-    "product",
-    "ceiling",
-    "proto_noreread",
-    "proto_1q",
-    "proto_1q_nozones",
-    "proto_1q_sqltz_prep",
-    "proto_fold_prep",
-    "proto_fold_prep_baredone",
-    "proto_fold_prep_noaudit",
-    "ceiling_noprepare",
-    "product_debug",
-]
+    claim: Callable[[], Any]  # returns None when nothing is due
+    done: Callable[[Any], None]
+    raw: Callable[[], Any]  # the psycopg connection the claim runs on
+    close: Callable[[], None]
 
 
-def proto_sql(mode: str) -> str:
-    """The statement a prototype mode sends."""
-    statement, zones, _prepared, audit, _bare = PROTO_MODES[mode]
-    if statement == "folded":
-        return FOLDED_CLAIM + (FOLDED_AUDIT if audit else "SELECT id FROM claimed")  # noqa: S608
-    zone_sql = {"list": ZONES_LIST, "sql": ZONES_SQL, "none": ""}[zones]
-    return _product_sql(zone_sql, audit)
-
-
-def proto_params(mode: str, member: Any, work: Any, now: datetime) -> dict[str, Any]:
-    """The parameters of a prototype's statement, built as the product builds its own."""
-    from callvault.audit.context import current
-    from callvault.orders.queue import callable_zones
-
-    ctx = current()
-    until = now + timedelta(minutes=work.lock_minutes)
-    params: dict[str, Any] = {
-        "project": member.project_id,
-        "now": now,
-        "until": until,
-        "user": member.user_id,
-        "kind": ctx.actor.kind,
-        "actor_id": ctx.actor.id[:64],
-        "actor_name": ctx.actor.name[:200],
-        "changes": json.dumps({"locked_by": [None, member.user.username]}),
-        "extra": json.dumps({"until": until.isoformat()}),
-        "ip": ctx.ip,
-        "ua": ctx.user_agent[:400],
-        "request_id": ctx.request_id,
-    }
-    zones = PROTO_MODES[mode][1]
-    if zones == "list":
-        params["zones"] = callable_zones(work, member.project.time_zone, now)
-    elif zones in {"sql", "folded"}:
-        params["ptz"] = member.project.time_zone
-        params["start"], params["end"] = work.calling_hours_start, work.calling_hours_end
-    if PROTO_MODES[mode][0] == "folded":
-        for unused in ("until", "extra", "start", "end"):
-            params.pop(unused, None)
-    return params
-
-
-def _build_mode(
-    mode: str, member: Any, accepted: Any, dsn: str
-) -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[], int], Callable[[], None]]:
-    """(claim, done, backend_pid, close) for one mode; claim returns None when nothing is due.
-    Each process holds one database connection at a time, opened here, before the start."""
+def _build_mode(mode: str, member: Any, accepted: Any, dsn: str) -> Mode:
+    """The claim and done step of a mode, with its connection opened before the start."""
     from django.conf import settings
     from django.db import connection
-    from django.utils import timezone
 
     from callvault.orders.actions import do_change_status
-    from callvault.orders.models import Order
-    from callvault.orders.queue import claim_next, claim_next_id, work_settings
+    from callvault.orders.queue import claim_next, claim_next_id
 
-    settings.DEBUG = mode == "product_debug"  # the debug cursor logs every query when on
+    settings.DEBUG = False  # the debug cursor would log every query, as production does not
     connection.close()
 
-    def django_pid() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return int(cursor.fetchone()[0])
-
-    def django_close() -> None:
-        connection.close()
-
-    def done_orm(order: Any) -> None:
-        Order.objects.filter(pk=getattr(order, "pk", order)).update(in_queue=False)
-
-    def done_bare_django(order: Any) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(BARE_DONE, [getattr(order, "pk", order)])
-
-    def done_status(order: Any) -> None:
-        do_change_status(order, accepted)
-
-    if mode in PRODUCT_MODES:
+    if mode in {"product", "product_prepared", "product_no_triggers", "product_status"}:
         with connection.cursor() as cursor:
             cursor.execute("SET statement_timeout = '60s'")
-        done = {"product_status": done_status, "product_baredone": done_bare_django}.get(
-            mode, done_orm
+            if mode == "product_no_triggers":
+                cursor.execute("SET session_replication_role = replica")
+        if mode == "product_prepared":
+            # Django opens psycopg connections with prepare_threshold=None, which makes
+            # psycopg ignore the claim's prepare=True; lifted here to measure the fix.
+            # Django's own cursors bind client-side and are never prepared either way.
+            connection.connection.prepare_threshold = 5
+
+        def raw() -> Any:
+            return connection.connection
+
+        def done_status(order: Any) -> None:
+            do_change_status(order, accepted)
+
+        if mode == "product_status":  # the status change needs the order itself
+            return Mode(lambda: claim_next(member), done_status, raw, connection.close)
+        return Mode(
+            lambda: claim_next_id(member),
+            lambda order_id: done_bare(connection.connection, order_id),
+            raw,
+            connection.close,
         )
-        # "Next order" claims by id (claim_next_id); the status run needs the order itself.
-        claim = claim_next if mode == "product_status" else claim_next_id
-        return (lambda: claim(member)), done, django_pid, django_close
 
-    if mode in PROTO_MODES:
-        import psycopg
-
-        with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout = '60s'")
-        _statement, _zones, prepared, _audit, bare = PROTO_MODES[mode]
-        sql = proto_sql(mode)
-        cached_work = work_settings(member.project_id)
-
-        def claim_proto() -> int | None:
-            # proto_noreread reads the settings each time as the product does; the others
-            # use them cached (proto_1q*) or read them inside the statement (proto_fold*).
-            work = work_settings(member.project_id) if mode == "proto_noreread" else cached_work
-            params = proto_params(mode, member, work, timezone.now())
-            if prepared:
-                # A server-side binding cursor on Django's own connection (same transaction
-                # handling), prepared by psycopg after a few executions.
-                connection.ensure_connection()
-                raw = connection.connection
-                if raw.prepare_threshold is None:
-                    raw.prepare_threshold = 5
-                with psycopg.Cursor(raw) as cursor:
-                    row = cursor.execute(sql, params).fetchone()
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    row = cursor.fetchone()
-            return int(row[0]) if row else None
-
-        return claim_proto, (done_bare_django if bare else done_orm), django_pid, django_close
-
-    # The ceiling: plain psycopg in autocommit (prepared statements after 5 runs, psycopg's
-    # default, unless ceiling_noprepare).
+    # The ceiling: plain psycopg in autocommit, prepared statements after 5 runs (psycopg's
+    # default), triggers off for the session: a bare statement, nothing else.
     import psycopg
 
-    prepare = None if mode == "ceiling_noprepare" else 5
-    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, prepare_threshold=prepare)
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, prepare_threshold=5)
     conn.execute("SET statement_timeout = '60s'")
+    conn.execute("SET session_replication_role = replica")
 
     def claim_bare() -> int | None:
         row = conn.execute(CEILING_CLAIM, (member.user_id, member.project_id)).fetchone()
         return int(row[0]) if row else None
 
-    def done_bare(order_id: int) -> None:
-        conn.execute(BARE_DONE, (order_id,))
-
-    return claim_bare, done_bare, (lambda: int(conn.info.backend_pid)), conn.close
+    return Mode(claim_bare, lambda order_id: done_bare(conn, order_id), lambda: conn, conn.close)
 
 
 def _run_loop(
@@ -493,17 +329,22 @@ def worker_main(idx: int, member_id: int, dsn: str, cmd_q: Any, res_q: Any) -> N
             if cmd[0] == "quit":
                 break
             _, mode, run_id = cmd
-            claim, done, backend_pid, close = _build_mode(mode, member, accepted, dsn)
-            pid = backend_pid()
+            run = _build_mode(mode, member, accepted, dsn)
+            pid = int(run.raw().info.backend_pid)
             res_q.put(("ready", idx, None))
             go = cmd_q.get()
             if go[0] != "go":
-                close()
+                run.close()
                 break
             ctx = AuditContext(actor=actor, request_id=run_id)
             with use_context(ctx):
-                result = _run_loop(claim, done, pid, go[1], go[2])
-            close()
+                result = _run_loop(run.claim, run.done, pid, go[1], go[2])
+            # Whether the session ended up with prepared statements (the claim's or the
+            # ceiling's), as evidence of what was measured.
+            result["prepared"] = int(
+                run.raw().execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+            )
+            run.close()
             res_q.put(("result", idx, result))
     except BaseException:
         res_q.put(("error", idx, traceback.format_exc()[-3000:]))
@@ -601,6 +442,8 @@ class Run:
     double_claims: int
     audit_double: int | None
     audit_missing: int | None
+    unattributed: int  # events the bypass triggers wrote during the run
+    prepared_workers: int  # processes whose session held prepared statements at the end
     claim_p50_ms: float
     claim_p99_ms: float
     done_p50_ms: float
@@ -644,7 +487,7 @@ def summarize(
     claim_s.sort()
     done_s.sort()
     audit_double = audit_missing = None
-    if mode in PRODUCT_MODES or (mode in PROTO_MODES and PROTO_MODES[mode][3]):
+    if mode != "ceiling":  # the product writes an order.claim event per claim
         row = admin.execute(
             "SELECT count(*), count(DISTINCT object_id) FROM audit_auditevent "
             "WHERE action = 'order.claim' AND request_id = %s",
@@ -652,6 +495,9 @@ def summarize(
         ).fetchone()
         audit_double = int(row[0]) - int(row[1])
         audit_missing = len(ids) - int(row[0])
+    unattributed = one(
+        admin, "SELECT count(*) FROM audit_auditevent WHERE actor_kind = 'unattributed'"
+    )
     n = max(len(ids), 1)
     return Run(
         scenario=scenario,
@@ -661,6 +507,8 @@ def summarize(
         double_claims=len(ids) - len(set(ids)),
         audit_double=audit_double,
         audit_missing=audit_missing,
+        unattributed=int(unattributed),
+        prepared_workers=sum(1 for r in results if r.get("prepared")),
         claim_p50_ms=1000 * pct(claim_s, 50),
         claim_p99_ms=1000 * pct(claim_s, 99),
         done_p50_ms=1000 * pct(done_s, 50),
@@ -678,11 +526,14 @@ def print_run(run: Run) -> None:
     audit = "" if run.audit_double is None else f" audit dup {run.audit_double}"
     if run.audit_missing:
         audit += f" audit missing {run.audit_missing}"
+    if run.unattributed:
+        audit += f" UNATTRIBUTED {run.unattributed}"
     print(
-        f"  {run.mode:<24} {run.rate:8.0f} claims/s  p50 {run.claim_p50_ms:6.2f} ms"
+        f"  {run.mode:<16} {run.rate:8.0f} claims/s  p50 {run.claim_p50_ms:6.2f} ms"
         f"  p99 {run.claim_p99_ms:7.2f} ms  done p50 {run.done_p50_ms:5.2f} ms"
         f"  cpu/claim app {run.app_cpu_ms:.2f} + db {run.db_cpu_ms:.2f} ms"
         f"  claims {run.claims} in {run.seconds:.1f}s  double {run.double_claims}{audit}"
+        f"  prepared in {run.prepared_workers} sessions"
         f"  machine busy {run.machine_busy_cpus:.2f} CPUs (others {run.others_cpus:.2f})"
         + (f"  drained x{run.drained}" if run.drained else "")
         + (f"  ERRORS {run.errors}: {run.first_error}" if run.errors else ""),
@@ -703,32 +554,61 @@ class Data:
     member_ids: list[int]
     base: datetime = field(default_factory=lambda: datetime.now(UTC))
     processed: int = 0
+    audit_mark: int = 0  # the last audit event of the setup; later ones are the runs'
 
 
 def setup_project(operators: int) -> Data:
     """Project, statuses, calling hours around the clock and the operators, the product's way."""
     from callvault.accounts.actions import do_add_member, do_create_project, do_create_user
     from callvault.accounts.models import Role
+    from callvault.audit.models import AuditEvent
     from callvault.orders.actions import do_create_default_statuses
     from callvault.orders.models import WorkSettings
+    from callvault.orders.setup_actions import do_update_work_settings
 
     project = do_create_project("Queue bench", PROJECT_SLUG, default_region="US")
     statuses = {s.code: s for s in do_create_default_statuses(project)}
-    WorkSettings.objects.filter(project=project).update(
-        calling_hours_start=dtime(0, 0), calling_hours_end=dtime(23, 59, 59)
+    do_update_work_settings(
+        WorkSettings.objects.get(project=project),
+        calling_hours_start=dtime(0, 0),
+        calling_hours_end=dtime(23, 59, 59),
     )
     member_ids = []
     for i in range(operators):
         user = do_create_user(f"op{i:02d}", PASSWORD, validate=False)
         member_ids.append(do_add_member(project, user, Role.OPERATOR).pk)
-    return Data(project.pk, statuses["new"].pk, statuses["accepted"].pk, member_ids)
+    mark = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return Data(
+        project.pk, statuses["new"].pk, statuses["accepted"].pk, member_ids, audit_mark=mark
+    )
+
+
+def admin_connection(dsn: str) -> Any:
+    """The coordinator's connection for loading and resetting: autocommit, and triggers off
+    for this session (superuser only), so the benchmark's own housekeeping neither fires the
+    audit triggers nor is refused by the append-only ones."""
+    import psycopg
+
+    admin = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    admin.execute("SET session_replication_role = replica")
+    return admin
+
+
+def triggers(admin: Any) -> dict[str, list[str]]:
+    """The user-defined triggers on the tables other work guards with triggers."""
+    rows = admin.execute(
+        "SELECT tgrelid::regclass::text, tgname FROM pg_trigger "
+        "WHERE NOT tgisinternal AND tgrelid::regclass::text = ANY(%s) ORDER BY 1, 2",
+        (list(TRIGGER_TABLES),),
+    ).fetchall()
+    return {table: [name for t, name in rows if t == table] for table in TRIGGER_TABLES}
 
 
 def load_orders(admin: Any, data: Data, total: int, due: int) -> float:
     """Replace the orders with `total` rows, the last `due` of them due now (SQL bulk load)."""
     t0 = time.monotonic()
     admin.execute("TRUNCATE orders_order CASCADE")
-    admin.execute("DELETE FROM audit_auditevent WHERE action LIKE 'order.%'")
+    admin.execute("DELETE FROM audit_auditevent WHERE id > %s", (data.audit_mark,))
     data.processed = total - due
     data.base = datetime.now(UTC) - timedelta(days=3)
     zones = "ARRAY[" + ",".join(f"'{z}'" for z in ZONE_MIX) + "]"
@@ -771,7 +651,7 @@ def load_orders(admin: Any, data: Data, total: int, due: int) -> float:
 
 
 def reset_orders(admin: Any, data: Data) -> None:
-    """Put every due order back in the queue as loaded; drop the runs' claims and changes."""
+    """Put every due order back in the queue as loaded; drop the runs' events and changes."""
     admin.execute(
         """
         UPDATE orders_order SET in_queue = true, queue_rank = 0, status_id = %(new)s,
@@ -787,91 +667,71 @@ def reset_orders(admin: Any, data: Data) -> None:
             "project": data.project_id,
         },
     )
-    admin.execute("DELETE FROM audit_auditevent WHERE action LIKE 'order.%'")
+    admin.execute("DELETE FROM audit_auditevent WHERE id > %s", (data.audit_mark,))
     admin.execute("DELETE FROM orders_statuschange")
     admin.execute("VACUUM (ANALYZE) orders_order, audit_auditevent, orders_statuschange")
-    due = admin.execute(
+    due = one(
+        admin,
         "SELECT count(*) FROM orders_order WHERE project_id = %s AND in_queue "
         "AND locked_by_id IS NULL",
         (data.project_id,),
-    ).fetchone()[0]
+    )
     if due != DUE:
         raise RuntimeError(f"reset left {due} due orders, expected {DUE}")
 
 
-def explain_product(member_id: int) -> list[str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statement claim_next sends, rolled back."""
-    from django.db import connection, transaction
-    from django.test.utils import CaptureQueriesContext
-
-    from callvault.accounts.models import Membership
-    from callvault.orders.queue import claim_next
-
-    member = Membership.objects.select_related("project", "user").get(pk=member_id)
-    with transaction.atomic():
-        with CaptureQueriesContext(connection) as captured:
-            claim_next(member)
-        sql = next(q["sql"] for q in captured.captured_queries if "SKIP LOCKED" in q["sql"])
-        with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-            plan = [row[0] for row in cursor.fetchall()]
-        transaction.set_rollback(True)
-    return plan
+def _param_order(sql: str) -> list[str]:
+    """The names of a statement's %(name)s placeholders as psycopg numbers them ($1, $2...):
+    in order of first appearance, a repeated name keeping its number."""
+    return list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
 
 
-def explain_proto(admin: Any, data: Data, mode: str) -> dict[str, list[str]]:
-    """EXPLAIN of a prototype's statement, rolled back: with the values (a custom plan) and
-    as the generic plan a prepared statement may switch to after five runs."""
+def explain_product(member_id: int) -> dict[str, list[str]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the product's claim statement, rolled back, as prepared on
+    the connection by the product's own code path: the custom plan (planned for the values)
+    and the generic plan PostgreSQL switches a prepared statement to after five runs when it
+    costs no more than the custom ones."""
     import psycopg
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from callvault.accounts.models import Membership
-    from callvault.orders.queue import work_settings
+    from callvault.orders.queue import _CLAIM_SQL, _claim_params
 
-    member = Membership.objects.select_related("project", "user").get(pk=data.member_ids[0])
-    params = proto_params(mode, member, work_settings(member.project_id), timezone.now())
-    plans = {}
-    with admin.transaction(force_rollback=True), psycopg.ClientCursor(admin) as cursor:
-        rows = cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + proto_sql(mode), params).fetchall()
-        plans["custom"] = [r[0] for r in rows]
-    # The values are sent inline (a utility statement cannot type unknown parameters).
-    with admin.transaction(force_rollback=True), psycopg.ClientCursor(admin) as cursor:
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        types = ", ".join(_pg_type(name, value) for name, value in params.items())
-        cursor.execute(f"PREPARE bench_claim ({types}) AS " + _numbered(proto_sql(mode), params))
-        rows = cursor.execute(
-            "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim("
-            + ", ".join(f"%s::{_pg_type(name, value)}" for name, value in params.items())
-            + ")",
-            list(params.values()),
-        ).fetchall()
-        plans["generic"] = [r[0] for r in rows]
-        cursor.execute("DEALLOCATE bench_claim")
+    member = Membership.objects.select_related("project", "user").get(pk=member_id)
+    params = _claim_params(member, timezone.now())
+    connection.close()  # a fresh session, closed again below
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.prepare_threshold = 5  # Django's None would make psycopg ignore prepare=True
+    plans: dict[str, list[str]] = {}
+    with transaction.atomic():
+        # Prepared as _claim_postgresql prepares it: the same text, the parameter types psycopg
+        # sends. A prepared statement outlives the rollback; it is dropped below.
+        with psycopg.Cursor(raw) as cursor:
+            cursor.execute(_CLAIM_SQL, params, prepare=True)
+        name, types = raw.execute(
+            "SELECT name, parameter_types::text FROM pg_prepared_statements "
+            "WHERE NOT from_sql AND statement LIKE %s",
+            ("%'order.claim'%",),
+        ).fetchone()
+        values = [params[n] for n in _param_order(_CLAIM_SQL)]
+        if len(values) != len(types.strip("{}").split(",")):
+            raise RuntimeError(f"{name} takes {types}, we have {len(values)} values")
+        # EXECUTE takes the values as literals (client-side binding), in $n order.
+        with psycopg.ClientCursor(raw) as cursor:
+            for kind in ("custom", "generic"):
+                cursor.execute(f"SET LOCAL plan_cache_mode = force_{kind}_plan")
+                rows = cursor.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name}("
+                    + ", ".join(["%s"] * len(values))
+                    + ")",
+                    values,
+                ).fetchall()
+                plans[kind] = [r[0] for r in rows]
+        transaction.set_rollback(True)
+    connection.close()  # drops the prepared statement with the session
     return plans
-
-
-def _pg_type(name: str, value: Any) -> str:
-    """The declared type of a PREPARE parameter."""
-    if name == "ip":
-        return "inet"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "bigint"
-    if isinstance(value, datetime):
-        return "timestamptz"
-    if isinstance(value, dtime):
-        return "time"
-    if isinstance(value, list):
-        return "text[]"
-    return "text"
-
-
-def _numbered(sql: str, params: dict[str, Any]) -> str:
-    """%(name)s placeholders as $1, $2... in the order of `params` (for PREPARE)."""
-    for i, name in enumerate(params, start=1):
-        sql = sql.replace(f"%({name})s", f"${i}")
-    return sql
 
 
 def explain_ceiling(admin: Any, data: Data, user_id: int) -> list[str]:
@@ -886,6 +746,21 @@ def print_plan(title: str, plan: list[str], lines: int = 40) -> None:
     print(f"  {title}:")
     for line in plan[:lines]:
         print(f"    {line}")
+
+
+def explain_and_print(data: Data, report: dict[str, Any]) -> bool:
+    """Print the product's plans into the report; True if both use order_queue_idx."""
+    plans = explain_product(data.member_ids[0])
+    uses = {kind: any("order_queue_idx" in line for line in p) for kind, p in plans.items()}
+    for kind, plan in plans.items():
+        verdict = "uses" if uses[kind] else "does NOT use"
+        print_plan(
+            f"EXPLAIN (ANALYZE, BUFFERS) of _CLAIM_SQL, {kind} plan ({verdict} order_queue_idx)",
+            plan,
+        )
+    report["plans"] = plans
+    report["plans_use_order_queue_idx"] = uses
+    return all(uses.values())
 
 
 # ---- the benchmark --------------------------------------------------------------------------
@@ -905,6 +780,7 @@ def median_run(runs: list[Run]) -> dict[str, Any]:
         "rates": [round(r.rate) for r in runs],
         "p50_ms": statistics.median(r.claim_p50_ms for r in runs),
         "p99_ms": statistics.median(r.claim_p99_ms for r in runs),
+        "p99s_ms": [round(r.claim_p99_ms, 1) for r in runs],
         "done_p50_ms": statistics.median(r.done_p50_ms for r in runs),
         "app_cpu_ms": statistics.median(r.app_cpu_ms for r in runs),
         "db_cpu_ms": statistics.median(r.db_cpu_ms for r in runs),
@@ -912,10 +788,16 @@ def median_run(runs: list[Run]) -> dict[str, Any]:
         "audit_double": None
         if runs[0].audit_double is None
         else sum(r.audit_double or 0 for r in runs),
+        "audit_missing": None
+        if runs[0].audit_missing is None
+        else sum(r.audit_missing or 0 for r in runs),
+        "unattributed": sum(r.unattributed for r in runs),
+        "prepared_workers": min(r.prepared_workers for r in runs),
         "errors": sum(r.errors for r in runs),
         "drained": sum(r.drained for r in runs),
         "machine_busy_cpus": statistics.median(r.machine_busy_cpus for r in runs),
         "others_cpus": statistics.median(r.others_cpus for r in runs),
+        "others_cpus_runs": [round(r.others_cpus, 2) for r in runs],
     }
 
 
@@ -924,13 +806,89 @@ def print_medians(summary: dict[str, dict[str, Any]]) -> None:
     ceiling = summary["ceiling"]["claims_per_s"]
     for mode, got in summary.items():
         print(
-            f"     {mode:<26} {got['claims_per_s']:7.0f} claims/s {got['rates']!s:<16} "
+            f"     {mode:<15} {got['claims_per_s']:7.0f} claims/s {got['rates']!s:<16} "
             f"{got['claims_per_s'] / ceiling:5.2f}x ceiling  p50 {got['p50_ms']:7.1f} ms  "
             f"p99 {got['p99_ms']:7.1f} ms  cpu {got['app_cpu_ms'] + got['db_cpu_ms']:5.2f} ms/claim"
-            f"  double {got['double_claims']}  others {got['others_cpus']:.2f} CPUs  "
-            f"{MODE_LABELS[mode]}",
+            f"  double {got['double_claims']}  unattributed {got['unattributed']}  others "
+            f"{got['others_cpus_runs']} CPUs  {MODE_LABELS[mode]}",
             flush=True,
         )
+
+
+def run_scenario(
+    scenario: str, total: int, args: argparse.Namespace, admin: Any, data: Data, pool: Pool
+) -> dict[str, Any]:
+    """Load, explain, and run the modes of one scenario; its part of the report."""
+    user_id = one(
+        admin, "SELECT user_id FROM accounts_membership WHERE id = %s", (data.member_ids[0],)
+    )
+
+    def timed(label: str, mode: str, seconds: float) -> Run:
+        reset_orders(admin, data)
+        run_id = f"{label}-{mode}-{uuid.uuid4().hex[:12]}"
+        run = summarize(label, mode, pool.run(mode, seconds, run_id), admin, run_id)
+        print_run(run)
+        return run
+
+    secs = load_orders(admin, data, total, DUE)
+    print(f"\nscenario {scenario}: {total:,} orders, {DUE:,} due (loaded in {secs:.1f} s)")
+    out: dict[str, Any] = {"total": total, "due": DUE}
+    reset_orders(admin, data)
+    explain_and_print(data, out)
+    print_plan("EXPLAIN (ANALYZE, BUFFERS) of the ceiling", explain_ceiling(admin, data, user_id))
+    modes = ["product", "ceiling"]
+    if not args.no_controls:
+        modes[1:1] = ["product_prepared", "product_no_triggers"]
+    runs: dict[str, list[Run]] = {mode: [] for mode in modes}
+    for mode in interleaved(list(runs), args.rounds):
+        runs[mode].append(timed(scenario, mode, args.duration))
+    if not args.no_status_run:
+        runs["product_status"] = [timed(scenario, "product_status", args.duration)]
+    summary = {mode: median_run(rs) for mode, rs in runs.items()}
+    ceiling = summary["ceiling"]["claims_per_s"]
+    ratio = summary["product"]["claims_per_s"] / ceiling
+    ratios = {mode: got["claims_per_s"] / ceiling for mode, got in summary.items()}
+    doubles = sum(s["double_claims"] + (s["audit_double"] or 0) for s in summary.values())
+    print(
+        f"  => scenario {scenario}: product {summary['product']['claims_per_s']:.0f}"
+        f" / ceiling {summary['ceiling']['claims_per_s']:.0f} claims/s = {ratio:.2f} "
+        f"(target >= {TARGET_RATIO:.2f}: {'met' if ratio >= TARGET_RATIO else 'NOT met'});"
+        f" double claims {doubles}",
+        flush=True,
+    )
+    print_medians(summary)
+    out.update(
+        summary=summary,
+        ratio=ratio,
+        ratios=ratios,
+        target_met=ratio >= TARGET_RATIO,
+        doubles=doubles,
+    )
+    if scenario == "b" and args.noindex_duration > 0:
+        out["noindex"] = run_without_index(admin, data, args.noindex_duration, timed)
+    return out
+
+
+def run_without_index(
+    admin: Any, data: Data, seconds: float, timed: Callable[[str, str, float], Run]
+) -> dict[str, Any]:
+    """Product and ceiling once each with order_queue_idx dropped; recreated afterwards."""
+    indexdef = one(admin, "SELECT pg_get_indexdef('order_queue_idx'::regclass)")
+    admin.execute("DROP INDEX order_queue_idx")
+    out: dict[str, Any] = {}
+    try:
+        admin.execute("ANALYZE orders_order")
+        print(f"\n  without order_queue_idx ({seconds:g} s runs):")
+        reset_orders(admin, data)
+        explain_and_print(data, out)
+        out["summary"] = {
+            mode: median_run([timed("b-noindex", mode, seconds)]) for mode in ("product", "ceiling")
+        }
+    finally:
+        admin.execute(indexdef)
+        admin.execute("ANALYZE orders_order")
+        print(f"  recreated: {indexdef}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -939,16 +897,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (ABBA)")
     parser.add_argument("--operators", type=int, default=50, help="operator processes")
     parser.add_argument("--total-b", type=int, default=1_000_000, help="orders in scenario b")
-    parser.add_argument("--noindex-duration", type=float, default=8)
+    parser.add_argument("--noindex-duration", type=float, default=8, help="0: skip that run")
     parser.add_argument("--scenarios", default="a,b")
     parser.add_argument("--no-status-run", action="store_true", help="skip product_status")
-    parser.add_argument("--profile", action="store_true", help="prototype variants (b)")
-    parser.add_argument("--profile-duration", type=float, default=12)
-    parser.add_argument("--profile-rounds", type=int, default=2)
     parser.add_argument(
-        "--extra-modes",
-        default="",
-        help="prototype modes to interleave with product and ceiling, e.g. proto_fold_prep",
+        "--no-controls",
+        action="store_true",
+        help="skip product_prepared and product_no_triggers",
     )
     parser.add_argument("--db-name", default="callvault_queuebench")
     parser.add_argument("--json", type=Path, help="write all figures here as JSON")
@@ -958,19 +913,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--duration must be 1..120 s and --rounds 1..10")
     if not 1 <= args.operators <= 80:
         raise SystemExit("--operators must be 1..80 (PostgreSQL allows 100 connections)")
+    totals = {"a": DUE, "b": args.total_b}
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not scenarios or set(scenarios) - set(totals):
+        raise SystemExit("--scenarios takes a, b or a,b")
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)  # unwinds through the finally blocks below
 
     signal.signal(signal.SIGTERM, on_term)
-    extra_modes = [m.strip() for m in args.extra_modes.split(",") if m.strip()]
-    unknown = [m for m in extra_modes if m not in PROTO_MODES]
-    if unknown:
-        raise SystemExit(f"unknown --extra-modes {unknown}; known: {sorted(PROTO_MODES)}")
     t_begin = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="callvault-bench-queue-"))
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
-    missed = False
     pool: Pool | None = None
     try:
         with postgres_database(args.db_name) as db_url:
@@ -981,119 +935,24 @@ def main(argv: list[str] | None = None) -> int:
             import django
 
             django.setup()
-            import psycopg
-
-            admin = psycopg.connect(
-                db_url.replace("postgres://", "postgresql://", 1),
-                autocommit=True,
-                connect_timeout=10,
-            )
-            version = one(admin, "SHOW server_version")
+            dsn = db_url.replace("postgres://", "postgresql://", 1)
+            admin = admin_connection(dsn)
+            report["postgresql"] = one(admin, "SHOW server_version")
+            report["triggers"] = triggers(admin)
             data = setup_project(args.operators)
-            user_id = one(
-                admin,
-                "SELECT user_id FROM accounts_membership WHERE id = %s",
-                (data.member_ids[0],),
-            )
             print(
-                f"PostgreSQL {version}, {os.cpu_count()} CPUs, {args.operators} operator "
-                f"processes, {args.duration:g} s per run, {args.rounds} rounds",
+                f"PostgreSQL {report['postgresql']}, {os.cpu_count()} CPUs, {args.operators} "
+                f"operator processes, {args.duration:g} s per run, {args.rounds} rounds",
                 flush=True,
             )
+            for table, names in report["triggers"].items():
+                print(f"triggers on {table}: {', '.join(names) or 'none'}")
             t0 = time.monotonic()
-            pool = Pool(data.member_ids, db_url.replace("postgres://", "postgresql://", 1))
+            pool = Pool(data.member_ids, dsn)
             pool.start()
             print(f"workers up in {time.monotonic() - t0:.1f} s", flush=True)
-
-            def timed(scenario: str, mode: str, seconds: float) -> Run:
-                assert pool is not None
-                reset_orders(admin, data)
-                run_id = f"{scenario}-{mode}-{uuid.uuid4().hex[:12]}"
-                results = pool.run(mode, seconds, run_id)
-                run = summarize(scenario, mode, results, admin, run_id)
-                print_run(run)
-                return run
-
-            totals = {"a": DUE, "b": args.total_b}
-            for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
-                total = totals[scenario]
-                secs = load_orders(admin, data, total, DUE)
-                print(
-                    f"\nscenario {scenario}: {total:,} orders, {DUE:,} due "
-                    f"(loaded in {secs:.1f} s)",
-                    flush=True,
-                )
-                reset_orders(admin, data)
-                plan = explain_product(data.member_ids[0])
-                uses_index = any("order_queue_idx" in line for line in plan)
-                print_plan("EXPLAIN (ANALYZE, BUFFERS) of claim_next's statement", plan)
-                print_plan(
-                    "EXPLAIN (ANALYZE, BUFFERS) of the ceiling",
-                    explain_ceiling(admin, data, user_id),
-                    14,
-                )
-                main_modes = ["product", "ceiling", *extra_modes]
-                runs: dict[str, list[Run]] = {mode: [] for mode in main_modes}
-                for mode in interleaved(main_modes, args.rounds):
-                    runs[mode].append(timed(scenario, mode, args.duration))
-                if not args.no_status_run:
-                    runs["product_status"] = [timed(scenario, "product_status", args.duration)]
-                summary = {mode: median_run(rs) for mode, rs in runs.items()}
-                ratio = summary["product"]["claims_per_s"] / summary["ceiling"]["claims_per_s"]
-                met = ratio >= TARGET_RATIO
-                missed = missed or not met
-                doubles = sum(
-                    s["double_claims"] + (s["audit_double"] or 0) for s in summary.values()
-                )
-                print(
-                    f"  => scenario {scenario}: product {summary['product']['claims_per_s']:.0f}"
-                    f" / ceiling {summary['ceiling']['claims_per_s']:.0f} claims/s = "
-                    f"{ratio:.2f} (target >= {TARGET_RATIO:.2f}: "
-                    f"{'met' if met else 'NOT met'}); double claims {doubles}",
-                    flush=True,
-                )
-                print_medians(summary)
-                report[scenario] = {
-                    "total": total,
-                    "due": DUE,
-                    "plan": plan,
-                    "plan_uses_order_queue_idx": uses_index,
-                    "summary": summary,
-                    "ratio": ratio,
-                    "target_met": met,
-                }
-                if scenario == "b" and args.profile:
-                    print("\n  profile (scenario b, prototypes live only in this file):")
-                    reset_orders(admin, data)
-                    proto_plans = explain_proto(admin, data, "proto_fold_prep")
-                    for kind, proto_plan in proto_plans.items():
-                        print_plan(f"EXPLAIN (ANALYZE) of proto_fold_prep, {kind} plan", proto_plan)
-                    report["profile_b_plans"] = proto_plans
-                    prof_runs: dict[str, list[Run]] = {mode: [] for mode in PROFILE_MODES}
-                    for mode in interleaved(PROFILE_MODES, args.profile_rounds):
-                        prof_runs[mode].append(timed(scenario, mode, args.profile_duration))
-                    prof = {mode: median_run(rs) for mode, rs in prof_runs.items()}
-                    print("  profile medians:")
-                    print_medians(prof)
-                    report["profile_b"] = prof
-                if scenario == "b" and args.noindex_duration > 0:
-                    indexdef = one(admin, "SELECT pg_get_indexdef('order_queue_idx'::regclass)")
-                    admin.execute("DROP INDEX order_queue_idx")
-                    try:
-                        admin.execute("ANALYZE orders_order")
-                        print(f"\n  without order_queue_idx ({args.noindex_duration:g} s runs):")
-                        plan = explain_product(data.member_ids[0])
-                        print_plan("EXPLAIN (ANALYZE, BUFFERS) of claim_next's statement", plan)
-                        noidx = {}
-                        for mode in ["product", "ceiling"]:
-                            noidx[mode] = median_run(
-                                [timed("b-noindex", mode, args.noindex_duration)]
-                            )
-                        report["b_noindex"] = {"summary": noidx, "plan": plan}
-                    finally:
-                        admin.execute(indexdef)
-                        admin.execute("ANALYZE orders_order")
-                        print(f"  recreated: {indexdef}", flush=True)
+            for scenario in scenarios:
+                report[scenario] = run_scenario(scenario, totals[scenario], args, admin, data, pool)
             admin.close()
     finally:
         if pool is not None:
@@ -1106,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "RESULT_JSON " + json.dumps({k: v for k, v in report.items() if k != "args"}, default=str)
     )
+    missed = any(not report[s]["target_met"] for s in scenarios)
     return 1 if (missed and args.strict) else 0
 
 

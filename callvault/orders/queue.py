@@ -126,11 +126,16 @@ def _claim_postgresql(member: Membership, now: datetime) -> int | None:
     import psycopg  # only installed with the postgres extra
 
     connection.ensure_connection()
+    raw = connection.connection
     # A server-side binding cursor on Django's own connection (so the same transaction),
     # prepared once per connection: every operator presses Next hundreds of times a day,
-    # and parsing and planning this statement costs more than running it. Django's own
-    # cursors bind on the client and cannot be prepared.
-    with psycopg.Cursor(connection.connection) as cursor:
+    # and parsing and planning this statement costs more than running it. Django opens
+    # its connections with prepare_threshold None, which makes psycopg ignore prepare=True;
+    # Django's own cursors bind on the client and are never prepared, so setting it here
+    # changes nothing else.
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 5
+    with psycopg.Cursor(raw) as cursor:
         row = cursor.execute(_CLAIM_SQL, _claim_params(member, now), prepare=True).fetchone()
     return int(row[0]) if row else None
 

@@ -303,3 +303,13 @@ def test_a_double_pressed_next_hands_out_one_order(operator, project):
     assert Order.objects.filter(locked_by=operator.user).count() == 1
     assert len({order_id for order_id, _held in answers}) == 1
     assert sorted(held for _id, held in answers) == [False, True, True, True]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements: PostgreSQL")
+def test_the_claim_is_a_prepared_statement_on_postgresql(operator, project):
+    make_orders(project, 2)
+    assert claim_next(operator) is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [row[0] for row in cursor.fetchall()]
+    assert any("SKIP LOCKED" in s for s in statements), statements
