@@ -120,7 +120,11 @@ class AddItemForm(WorkspaceForm):
 
     id_prefix = "add_item"
 
-    product = ProductChoiceField(label=_("Product"), queryset=Product.objects.none())
+    # No product is preselected: adding the wrong one to a customer's order by a stray
+    # click costs more than one choice; the prompt says what to do.
+    product = ProductChoiceField(
+        label=_("Product"), queryset=Product.objects.none(), empty_label=_("Choose a product")
+    )
     quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=1000, initial=1)
 
     def __init__(self, order: Order, *args: Any, **kwargs: Any) -> None:

@@ -177,3 +177,18 @@ def test_the_quantity_action_records_what_was_stored_not_what_a_stale_copy_said(
     do_set_item_quantity(stale, 6)
     event = AuditEvent.objects.get(action="order.item_change")
     assert event.changes == {f"item {stale.pk}": ["4 x TEA @ 990.00", "6 x TEA @ 990.00"]}
+
+
+def test_the_add_form_asks_for_a_product_and_offers_upsells_first(
+    operator: Membership, mine: Order
+) -> None:
+    html = login(operator).get(card_url(mine)).content.decode()
+    select = html[
+        html.index('name="product"') : html.index("</select>", html.index('name="product"'))
+    ]
+    options = select.split("<option")[1:]
+    assert 'value=""' in options[0] and "Choose a product" in options[0]
+    assert "selected" not in "".join(options[1:])
+    upsells = {p.name for p in mine.project.products.filter(is_upsell=True, is_active=True)}
+    first = options[1].split(">", 1)[1].split(",", 1)[0]
+    assert first in upsells
