@@ -78,10 +78,20 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         "project_id",
         # Ciphertext, its blind index, and the mask (it shows the last digits).
         sealed_columns=("phone_sealed", "phone_index", "phone_mask"),
-        # locked_until: every card view renews the hold (queue.extend_hold); queue_rank: a
-        # queue-order change re-ranks waiting orders (actions.rank_statuses, recorded as the
-        # settings change); version/updated_at only accompany recorded edits.
-        ignored_columns=("locked_until", "queue_rank", "version", "updated_at"),
+        # The hold (locked_by, locked_until): every card view renews it (queue.extend_hold),
+        # it expires by itself within minutes, and the claim that sets it is the hottest
+        # statement in the call center: watching it cost the claim its deferred trigger
+        # (docs/benchmarks.md, queue claims). Who takes an order for good is assigned_to,
+        # which is watched. queue_rank: a queue-order change re-ranks waiting orders
+        # (actions.rank_statuses, recorded as the settings change); version/updated_at only
+        # accompany recorded edits.
+        ignored_columns=(
+            "locked_by_id",
+            "locked_until",
+            "queue_rank",
+            "version",
+            "updated_at",
+        ),
         resealed_by="orders.Order.phone_sealed",
     ),
     # Items and comments are recorded as events of their order. (StatusChange is not

@@ -12,7 +12,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from callvault.accounts.forms import apply_field_errors
-from callvault.accounts.models import Membership, access_membership
+from callvault.accounts.models import Membership, Role, access_membership
+from callvault.audit.models import AuditRetention
+from callvault.audit.retention import do_set_audit_retention
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import do_create_product
 from callvault.orders.models import Product, Status, WorkSettings
@@ -24,6 +26,7 @@ from callvault.orders.setup_actions import (
     do_update_work_settings,
 )
 from callvault.orders.setup_forms import (
+    AuditRetentionForm,
     ProductCreateForm,
     ProductForm,
     ScriptForm,
@@ -177,3 +180,23 @@ def script(request: HttpRequest, project_slug: str) -> HttpResponse:
             messages.success(request, _("The sales script was saved."))
             return redirect("setup:script", project_slug)
     return _page(request, member, "script.html", "script", form=form)
+
+
+@login_required
+def audit_retention(request: HttpRequest, project_slug: str) -> HttpResponse:
+    """How long the audit trail is kept: the owner's decision alone (it governs the record
+    of what everyone else did)."""
+    member = access_membership(request.user, project_slug)
+    if member.role != Role.OWNER:
+        raise Http404
+    current = (
+        AuditRetention.objects.filter(project_id=member.project_id)
+        .values_list("keep_days", flat=True)
+        .first()
+    ) or 0
+    form = AuditRetentionForm(request.POST or None, initial={"keep_days": current})
+    if request.method == "POST" and form.is_valid():
+        do_set_audit_retention(member.project_id, form.cleaned_data["keep_days"])
+        messages.success(request, _("The audit retention was saved."))
+        return redirect("setup:audit", project_slug)
+    return _page(request, member, "audit.html", "audit", form=form)

@@ -173,3 +173,17 @@ class ScriptForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100}),
         help_text=_("Plain text, up to 20,000 characters."),
     )
+
+
+class AuditRetentionForm(forms.Form):
+    """How long the project's audit events stay in the database."""
+
+    keep_days = forms.IntegerField(
+        label=_("Keep audit events (days)"),
+        min_value=0,
+        max_value=36500,
+        help_text=_(
+            "0 keeps them forever; older events move to a signed archive file and leave the "
+            "database."
+        ),
+    )

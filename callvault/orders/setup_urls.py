@@ -12,4 +12,5 @@ urlpatterns = [
     path("products/<int:product_id>/", setup.product_edit, name="product"),
     path("work/", setup.work_rules, name="work"),
     path("script/", setup.script, name="script"),
+    path("audit/", setup.audit_retention, name="audit"),
 ]

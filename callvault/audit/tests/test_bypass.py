@@ -168,9 +168,11 @@ def test_an_event_in_another_transaction_does_not_cover_a_bypass(order):
     assert len(unattributed("order", order.pk)) == 1
 
 
-def test_bookkeeping_changes_record_nothing(order, project, api_key):
+def test_bookkeeping_changes_record_nothing(order, project, api_key, operator):
     later = timezone.now() + timedelta(minutes=5)
-    Order.objects.filter(pk=order.pk).update(locked_until=later, queue_rank=3, version=7)
+    Order.objects.filter(pk=order.pk).update(
+        locked_by=operator.user, locked_until=later, queue_rank=3, version=7
+    )
     ApiKey.objects.filter(project=project).update(last_used_at=later)
     sql("UPDATE accounts_project SET order_seq = order_seq + 1 WHERE id = %s", [project.pk])
     sql("UPDATE orders_order SET customer_name = customer_name WHERE id = %s", [order.pk])
