@@ -17,13 +17,8 @@ from callvault.accounts.actions import (
 )
 from callvault.accounts.models import Membership, Project, Role
 from callvault.lib.fakephones import fake_phone
-from callvault.orders.actions import (
-    Lead,
-    LeadItem,
-    do_create_default_statuses,
-    do_create_order,
-    do_create_product,
-)
+from callvault.orders.actions import do_create_default_statuses, do_create_product
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Order
 
 # Transactional tests end with a flush that the append-only audit triggers would refuse.

@@ -327,13 +327,8 @@ def build_world(vendor: str) -> World:
     from benchmarks.auditpeers import models as peers
     from callvault.accounts.actions import do_create_project
     from callvault.lib.fakephones import fake_phone
-    from callvault.orders.actions import (
-        Lead,
-        LeadItem,
-        do_create_default_statuses,
-        do_create_order,
-        do_create_product,
-    )
+    from callvault.orders.actions import do_create_default_statuses, do_create_product
+    from callvault.orders.intake import Lead, LeadItem, do_create_order
 
     user = get_user_model().objects.create_user("bench-bob", password=None)
     project = do_create_project("Bench shop", "bench")

@@ -15,14 +15,8 @@ from callvault.accounts.actions import api_key_actor, authenticate_api_key
 from callvault.accounts.models import ApiKey
 from callvault.audit.context import set_actor
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import (
-    IdempotencyConflict,
-    Lead,
-    LeadItem,
-    StaleOrder,
-    do_change_status,
-    do_create_order,
-)
+from callvault.orders.actions import StaleOrder, do_change_status
+from callvault.orders.intake import IdempotencyConflict, Lead, LeadItem, do_create_order
 from callvault.orders.models import Order, Status
 
 router = Router(tags=["orders"])

@@ -16,7 +16,8 @@ from django.utils.translation import gettext
 from callvault.accounts.models import Membership, Project, Role
 from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import AREA_CODES, RESERVED_LINES, STYLES
-from callvault.orders.actions import Lead, LeadItem, do_assign_order, do_create_order
+from callvault.orders.actions import do_assign_order
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Order
 from conftest import PASSWORD, make_member
 from tests.e2e.conftest import check_png, find_phone

@@ -19,13 +19,8 @@ import pytest
 from callvault.accounts.models import Membership, Project, Role
 from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import STYLES
-from callvault.orders.actions import (
-    Lead,
-    LeadItem,
-    do_assign_order,
-    do_change_status,
-    do_create_order,
-)
+from callvault.orders.actions import do_assign_order, do_change_status
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Comment, Order, Status, WorkSettings
 from conftest import PASSWORD, make_member
 from tests.e2e.conftest import TIMEOUT_MS, Browse, Seen, find_phone

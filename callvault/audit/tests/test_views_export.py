@@ -11,7 +11,7 @@ from callvault.accounts.actions import do_set_capabilities
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import AuditEvent
 from callvault.audit.tests.viewer_support import EXPORT, english, event
-from callvault.orders.actions import Lead, do_create_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.tests.support import HttpsClient, assert_no_digits, login, styles_of
 
 Phone = tuple[str, str]

@@ -10,7 +10,7 @@ from pytest_django import DjangoAssertNumQueries
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.audit.tests.viewer_support import SEARCH, english, event
-from callvault.orders.actions import Lead, do_create_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.tests.support import HttpsClient, assert_no_digits, login, styles_of
 
 Phone = tuple[str, str]

@@ -7,14 +7,8 @@ import pytest
 from callvault.accounts.models import Project
 from callvault.audit.models import AuditEvent
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import (
-    Lead,
-    StaleOrder,
-    do_add_comment,
-    do_change_status,
-    do_create_order,
-    do_update_order,
-)
+from callvault.orders.actions import StaleOrder, do_add_comment, do_change_status, do_update_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order, Status
 from callvault.orders.tests.support import assert_no_digits, event_text, reveal_e164, styles_of
 from callvault.vault.phones import blind_index

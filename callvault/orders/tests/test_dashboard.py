@@ -19,13 +19,9 @@ from callvault.accounts.models import Membership, Project, Role
 from callvault.audit.context import acting_as
 from callvault.audit.middleware import member_actor
 from callvault.lib.fakephones import fake_phone_numbers
-from callvault.orders.actions import (
-    Lead,
-    do_assign_order,
-    do_change_status,
-    do_create_order,
-)
+from callvault.orders.actions import do_assign_order, do_change_status
 from callvault.orders.dashboard import Dashboard, OperatorDay, build_dashboard, day_start
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order, Status, StatusChange
 from callvault.orders.queue import do_record_no_answer, do_schedule_callback
 from callvault.orders.tests.support import HttpsClient, login

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from callvault.accounts.models import Project
-from callvault.orders.actions import Lead, do_create_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient, make_key, post_lead, styles_of
 

@@ -112,7 +112,7 @@ def test_the_stored_fingerprint_is_keyed_so_the_number_cannot_be_guessed_from_it
     import hashlib
     import json
 
-    from callvault.orders.actions import Lead
+    from callvault.orders.intake import Lead
 
     lead = Lead(phone=phone[0])
     plain = hashlib.sha256(

@@ -6,7 +6,8 @@ import pytest
 
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import ActorKind, AuditEvent
-from callvault.orders.actions import Lead, do_add_comment, do_assign_order, do_create_order
+from callvault.orders.actions import do_add_comment, do_assign_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient, assert_no_digits, event_text, login
 

@@ -16,13 +16,8 @@ from callvault.accounts.models import Membership, Project, Role
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.lib.fakephones import fake_phone_numbers
 from callvault.orders import lists
-from callvault.orders.actions import (
-    Lead,
-    LeadItem,
-    do_assign_order,
-    do_change_status,
-    do_create_order,
-)
+from callvault.orders.actions import do_assign_order, do_change_status
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.lists import Cursor
 from callvault.orders.models import Order, Status
 from callvault.orders.tests.support import (

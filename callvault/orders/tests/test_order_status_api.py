@@ -8,7 +8,7 @@ import pytest
 
 from callvault.accounts.models import Project
 from callvault.audit.models import ActorKind, AuditEvent
-from callvault.orders.actions import Lead, do_create_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Comment, Order, Status
 from callvault.orders.tests.support import ORDERS_URL, HttpsClient, make_key
 

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from callvault.accounts.actions import do_revoke_api_key
 from callvault.accounts.models import ApiKey, Project
 from callvault.lib.fakephones import fake_phone_numbers
-from callvault.orders.actions import Lead, LeadItem, do_change_status, do_create_order
+from callvault.orders.actions import do_change_status
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Order, Status
 from callvault.orders.tests.support import (
     ORDERS_URL,

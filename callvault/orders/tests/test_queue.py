@@ -15,7 +15,8 @@ from callvault.accounts.models import Role
 from callvault.audit.models import AuditEvent
 from callvault.lib.errors import FieldErrors
 from callvault.lib.fakephones import fake_phone_numbers
-from callvault.orders.actions import Lead, do_change_status, do_create_order, rank_statuses
+from callvault.orders.actions import do_change_status, rank_statuses
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order, Status, StatusChange, WorkSettings
 from callvault.orders.queue import (
     claim_next,

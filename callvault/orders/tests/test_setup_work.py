@@ -10,7 +10,7 @@ import pytest
 from callvault.audit.models import AuditEvent
 from callvault.lib.errors import FieldErrors
 from callvault.lib.fakephones import fake_phone
-from callvault.orders.actions import Lead, LeadItem, do_create_order
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Order, Status, WorkSettings
 from callvault.orders.queue import do_record_no_answer
 from callvault.orders.setup_actions import do_update_work_settings

@@ -11,13 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import AuditEvent
 from callvault.audit.recorder import record_event
-from callvault.orders.actions import (
-    Lead,
-    do_add_item,
-    do_assign_order,
-    do_create_order,
-    do_create_product,
-)
+from callvault.orders.actions import do_add_item, do_assign_order, do_create_product
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order, Status, WorkSettings
 from callvault.orders.tests.support import assert_no_digits, event_text
 from callvault.orders.tests.workspace_support import card_url, login, url

@@ -6,7 +6,8 @@ import pytest
 
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import AuditEvent
-from callvault.orders.actions import Lead, do_assign_order, do_create_order, do_update_order
+from callvault.orders.actions import do_assign_order, do_update_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order
 from callvault.orders.tests.support import assert_no_digits, event_text
 from callvault.orders.tests.workspace_support import card_url, fingerprint, login, url

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import AuditEvent
-from callvault.orders.actions import Lead, LeadItem, do_create_order
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Comment, Order, OrderItem, WorkSettings
 from callvault.orders.queue import claim_next
 from callvault.orders.tests.support import HttpsClient

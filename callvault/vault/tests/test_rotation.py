@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import fake_phone_numbers
-from callvault.orders.actions import Lead, do_create_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order
 from callvault.vault.actions import reveal
 from callvault.vault.keyring import (

@@ -23,14 +23,12 @@ from callvault.accounts.passwords import generated_password
 from callvault.audit.context import system_run
 from callvault.lib.fakephones import fake_phone_numbers
 from callvault.orders.actions import (
-    Lead,
-    LeadItem,
     do_assign_order,
     do_change_status,
     do_create_default_statuses,
-    do_create_order,
     do_create_product,
 )
+from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Status, WorkSettings
 from callvault.orders.setup_actions import do_update_work_settings
 
