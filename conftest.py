@@ -105,3 +105,16 @@ def login(member: Membership) -> Client:
     client = Client()
     client.force_login(member.user)
     return client
+
+
+@pytest.fixture
+def own_ring(settings: Any, tmp_path: Any) -> Any:
+    """A key ring file of the test's own, so rotating it touches nothing else."""
+    from callvault.vault.keyring import create_keyring_file, reset_keyring_cache
+
+    settings.VAULT_KEYRING_FILE = tmp_path / "ring.json"
+    settings.VAULT_KEYRING = None
+    reset_keyring_cache()
+    create_keyring_file(settings.VAULT_KEYRING_FILE)
+    yield settings.VAULT_KEYRING_FILE
+    reset_keyring_cache()

@@ -25,28 +25,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from callvault.audit.bypass import sweep_pending_changes
-from callvault.audit.models import ChainHead, ChainLink
+from callvault.audit.models import RECORDED_COLUMNS, ChainHead, ChainLink
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = 0
 # The event columns the content hash covers, in the order the queries below select them.
-EVENT_FIELDS = (
-    "id",
-    "created_at",
-    "project_id",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "changes",
-    "extra",
-    "ip",
-    "user_agent",
-    "request_id",
-)
+EVENT_FIELDS = ("id", *RECORDED_COLUMNS)
 EVENT_COLUMNS = ", ".join(f"e.{name}" for name in EVENT_FIELDS)
 # The sealer's look-back for late commits is bounded in ids as well as in time, so that a
 # run costs the same at any load.

@@ -37,6 +37,26 @@ class TransactionId(models.Func):
         return "NULL", []
 
 
+# What an event holds, as `record_event` writes it and the chain hashes it (with the id):
+# one list, so a column added to the record is also covered by the hash.
+RECORDED_COLUMNS = (
+    "created_at",
+    "project_id",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "changes",
+    "extra",
+    "ip",
+    "user_agent",
+    "request_id",
+)
+
+
 class AuditEvent(models.Model):
     """An action with its actor, context and before -> after changes.
 

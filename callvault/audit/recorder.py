@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from callvault.audit.bypass import claim_pending
 from callvault.audit.context import current
-from callvault.audit.models import AuditEvent
+from callvault.audit.models import RECORDED_COLUMNS, AuditEvent
 
 # What a sealed value looks like in a diff: the record says that it changed, never to what.
 SEALED_CHANGED = "changed"
@@ -74,26 +74,10 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     return changes
 
 
-# The columns an event is written with; `txid` is left to its column default.
-_COLUMNS = (
-    "created_at",
-    "project_id",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "changes",
-    "extra",
-    "ip",
-    "user_agent",
-    "request_id",
-)
+# `txid` is left to its column default.
 _INSERT = (
-    f"INSERT INTO audit_auditevent ({', '.join(_COLUMNS)}) "  # noqa: S608 (constants)
-    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+    f"INSERT INTO audit_auditevent ({', '.join(RECORDED_COLUMNS)}) "  # noqa: S608 (constants)
+    f"VALUES ({', '.join(['%s'] * len(RECORDED_COLUMNS))}) RETURNING id"
 )
 
 
@@ -139,7 +123,7 @@ def record_event(
         "extra": ops.adapt_json_value(values["extra"], None),
         "ip": ops.adapt_ipaddressfield_value(ctx.ip),
     }
-    params = [adapted.get(column, values[column]) for column in _COLUMNS]
+    params = [adapted.get(column, values[column]) for column in RECORDED_COLUMNS]
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, params)
         (event_id,) = cursor.fetchone()

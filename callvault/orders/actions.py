@@ -98,6 +98,7 @@ STATUS_AUDITED_FIELDS = (
     "is_active",
     "is_initial",
 )
+# The work rules an owner may edit, each recorded as before -> after.
 WORK_AUDITED_FIELDS = (
     "calling_hours_start",
     "calling_hours_end",

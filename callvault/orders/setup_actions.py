@@ -17,7 +17,12 @@ from django.utils.translation import gettext as _
 from callvault.accounts.models import Project
 from callvault.audit.recorder import diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
-from callvault.orders.actions import STATUS_AUDITED_FIELDS, rank_statuses, work_state
+from callvault.orders.actions import (
+    STATUS_AUDITED_FIELDS,
+    WORK_AUDITED_FIELDS,
+    rank_statuses,
+    work_state,
+)
 from callvault.orders.models import (
     Order,
     Product,
@@ -237,16 +242,6 @@ def do_update_product(product: Product, **values: Any) -> Product:
     return product
 
 
-WORK_EDITABLE = (
-    "calling_hours_start",
-    "calling_hours_end",
-    "lock_minutes",
-    "queue_priority",
-    "no_answer_backoff",
-    "max_attempts",
-    "status_after_max_attempts",
-    "script",
-)
 MAX_BACKOFF_MINUTES = 30 * 24 * 60
 MAX_BACKOFF_STEPS = 20
 MAX_SCRIPT = 20000
@@ -346,7 +341,7 @@ def _clean_work(work: WorkSettings, values: dict[str, Any]) -> dict[str, str]:
 def do_update_work_settings(work: WorkSettings, **values: Any) -> WorkSettings:
     """Change calling hours, queue rules or the script; a new queue order re-ranks the
     waiting orders."""
-    unknown = set(values) - set(WORK_EDITABLE)
+    unknown = set(values) - set(WORK_AUDITED_FIELDS)
     if unknown:
         raise FieldErrors({name: _("This cannot be changed.") for name in sorted(unknown)})
     errors = _clean_work(work, values)

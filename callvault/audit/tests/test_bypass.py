@@ -23,7 +23,6 @@ from callvault.audit.models import ActorKind, AuditEvent, PendingChange
 from callvault.audit.recorder import record_event
 from callvault.orders.actions import do_add_item, do_change_status, do_update_order
 from callvault.orders.models import Order, Product, Status
-from callvault.vault.keyring import create_keyring_file, reset_keyring_cache
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -204,16 +203,6 @@ def test_a_raw_membership_change_is_recorded(operator):
 
     (event,) = unattributed("membership", operator.pk)
     assert event.changes == {"can_see_phones": [False, True]}
-
-
-@pytest.fixture
-def own_ring(settings, tmp_path):
-    settings.VAULT_KEYRING_FILE = tmp_path / "ring.json"
-    settings.VAULT_KEYRING = None
-    reset_keyring_cache()
-    create_keyring_file(settings.VAULT_KEYRING_FILE)
-    yield
-    reset_keyring_cache()
 
 
 def test_key_rotation_is_not_flagged_but_a_swapped_ciphertext_is(own_ring, order, project):

@@ -8,7 +8,6 @@ import re
 from datetime import time
 from pathlib import Path
 
-import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.test import Client
@@ -29,7 +28,6 @@ from callvault.audit.recorder import record_event
 from callvault.orders.actions import do_add_comment, do_add_item, do_remove_item
 from callvault.orders.models import Order, OrderItem, Product, Status, WorkSettings
 from callvault.orders.setup_actions import do_update_work_settings
-from callvault.vault.keyring import create_keyring_file, reset_keyring_cache
 from conftest import login
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -189,16 +187,6 @@ def test_an_api_key_change_is_recorded_under_the_keys_name(project, order, api_k
     assert response.status_code == 200, response.content
     event = AuditEvent.objects.get(action="order.status")
     assert (event.actor_kind, event.actor_name) == ("api_key", "API key Landing")
-
-
-@pytest.fixture
-def own_ring(settings, tmp_path):
-    settings.VAULT_KEYRING_FILE = tmp_path / "ring.json"
-    settings.VAULT_KEYRING = None
-    reset_keyring_cache()
-    create_keyring_file(settings.VAULT_KEYRING_FILE)
-    yield
-    reset_keyring_cache()
 
 
 def test_a_command_records_as_the_system_named_after_it_under_one_request_id(

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import pytest
 from django.apps import apps
 from django.core.management import call_command
 from django.db import models
@@ -26,7 +25,6 @@ from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import AREA_CODES, STYLES, fake_phone_numbers
 from callvault.orders.actions import do_change_status, do_update_order
 from callvault.orders.models import Order, Status
-from callvault.vault.keyring import create_keyring_file, reset_keyring_cache
 from callvault.vault.phones import FORMAT, parse_phone
 from callvault.vault.registry import SEALED_COLUMNS
 from conftest import PASSWORD, login
@@ -126,17 +124,6 @@ class Run:
                 self.exercised.add(label)
             self.seen.setdefault(label, set()).update(values | before.get(label, set()))
         return result
-
-
-@pytest.fixture
-def own_ring(settings, tmp_path):
-    """A key ring of this test's own, so the rotation touches nothing else."""
-    settings.VAULT_KEYRING_FILE = tmp_path / "ring.json"
-    settings.VAULT_KEYRING = None
-    reset_keyring_cache()
-    create_keyring_file(settings.VAULT_KEYRING_FILE)
-    yield
-    reset_keyring_cache()
 
 
 def e164(raw: str) -> str:

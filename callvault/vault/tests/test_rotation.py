@@ -12,23 +12,10 @@ from callvault.orders.models import Order
 from callvault.vault.actions import reveal
 from callvault.vault.keyring import (
     KeyRing,
-    create_keyring_file,
     get_keyring,
-    reset_keyring_cache,
     write_keyring_file,
 )
 from callvault.vault.phones import key_id_of, open_phone, parse_phone, seal
-
-
-@pytest.fixture
-def own_ring(settings, tmp_path):
-    """A key ring file of this test's own, so rotating it touches nothing else."""
-    settings.VAULT_KEYRING_FILE = tmp_path / "ring.json"
-    settings.VAULT_KEYRING = None
-    reset_keyring_cache()
-    create_keyring_file(settings.VAULT_KEYRING_FILE)
-    yield settings.VAULT_KEYRING_FILE
-    reset_keyring_cache()
 
 
 def make_orders(project, count, rng):
