@@ -107,6 +107,15 @@ def login(member: Membership) -> Client:
     return client
 
 
+def password_login(client: Client, username: str, password: str) -> bool:
+    """Log in through the login form, as a person does (django-axes refuses Client.login,
+    which authenticates without a request); True when the client is now logged in."""
+    from django.urls import reverse
+
+    client.post(reverse("login"), {"username": username, "password": password})
+    return "_auth_user_id" in client.session
+
+
 @pytest.fixture
 def own_ring(settings: Any, tmp_path: Any) -> Any:
     """A key ring file of the test's own, so rotating it touches nothing else."""

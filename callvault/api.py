@@ -12,14 +12,22 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader, HttpBearer
 
 from callvault.accounts.actions import api_key_actor, authenticate_api_key
+from callvault.accounts.allowlist import key_may_enter_from, refuse_key
 from callvault.accounts.models import ApiKey
 from callvault.audit.context import set_actor
+from callvault.lib.clientip import client_ip
 from callvault.lib.errors import FieldErrors
+
+ADDRESS_REFUSED = "access from this address is not allowed"
 
 
 def _accept(request: HttpRequest, raw: str | None) -> ApiKey | None:
     key = authenticate_api_key(raw)
     if key is not None:
+        ip = getattr(request, "client_ip", None) or client_ip(request)
+        if not key_may_enter_from(key, ip):
+            refuse_key(key, ip)
+            raise HttpError(403, ADDRESS_REFUSED)
         set_actor(api_key_actor(key))
         request.api_key = key  # type: ignore[attr-defined]
     return key

@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "worker": "Run background tasks (the database queue, or Redis when configured)",
     "vault": "The key ring: init, status, rotate (re-seal in batches), retire KEY",
     "audit": "The audit trail: keygen, seal, checkpoint, verify, archive, verify-archive",
+    "access": "Allowed networks: allow-ip PROJECT CIDR (the way back in), list, remove",
+    "support": "Support accounts: create-account USERNAME, list",
     "check": "Check configuration, key ring and database (--deploy for production)",
     "manage": "Any Django management command, e.g. `callvault manage shell`",
 }
@@ -177,6 +179,8 @@ HANDLERS: dict[str, Callable[[list[str]], None]] = {
     "createowner": lambda rest: _run_command("createowner", ["callvault", "createowner", *rest]),
     "vault": lambda rest: _vault(rest),
     "audit": lambda rest: _run_command("audit", ["callvault", "audit", *rest]),
+    "access": lambda rest: _run_command("access", ["callvault", "access", *rest]),
+    "support": lambda rest: _run_command("support", ["callvault", "support", *rest]),
     "check": lambda rest: _run_command("preflight", ["callvault", "check", *rest]),
     "manage": lambda rest: _manage(rest),
 }

@@ -70,6 +70,10 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "ninja",  # serves the API docs page from its own static files, no CDN
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "callvault.accounts",
     "callvault.vault",
     "callvault.audit",
@@ -78,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "callvault.audit.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,10 +90,26 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # Who may stay, in this order: a revoked, expired or moved session ends first (the
+    # request goes on as anonymous); then the actor is known; then the address, a support
+    # grant's scope, the second factor and the password's age are each enforced.
+    "callvault.accounts.sessions.SessionGuardMiddleware",
     "callvault.audit.middleware.AuthenticatedActorMiddleware",
+    "callvault.accounts.allowlist.AllowListMiddleware",
+    "callvault.accounts.support.SupportAccessMiddleware",
+    "callvault.accounts.twofactor.SecondFactorMiddleware",
     "callvault.accounts.middleware.PasswordChangeRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # Counts failures and refuses locked-out logins before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "callvault.urls"
@@ -145,15 +166,77 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# The project's password policy (callvault/accounts/passwords.py): the strictest of the
+# user's projects decides the length and the strength; Django's list of 20,000 common
+# passwords ships with Django (no outside calls).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {
-        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-        "OPTIONS": {"min_length": 12},
-    },
+    {"NAME": "callvault.accounts.passwords.SimilarityValidator"},
+    {"NAME": "callvault.accounts.passwords.ProjectMinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "callvault.accounts.passwords.StrengthValidator"},
 ]
+
+# Mail for the owners' security notices; without a host, notices stay on their page only.
+EMAIL_HOST = env_str("CALLVAULT_EMAIL_HOST")
+EMAIL_PORT = env_int("CALLVAULT_EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("CALLVAULT_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_secret("CALLVAULT_EMAIL_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("CALLVAULT_EMAIL_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("CALLVAULT_EMAIL_FROM", "callvault@localhost")
+
+# --- Brute force (django-axes; callvault/accounts/lockout.py) -------------------------------
+# Failures are counted per username and per address, with different limits, by our handler
+# on top of axes' backend, middleware and failure log (the module docstring says why).
+LOCKOUT_USER_FAILURES = env_int("CALLVAULT_LOCKOUT_USER_FAILURES", 5)
+LOCKOUT_ADDRESS_FAILURES = env_int("CALLVAULT_LOCKOUT_ADDRESS_FAILURES", 50)
+LOCKOUT_WINDOW_MINUTES = env_int("CALLVAULT_LOCKOUT_WINDOW_MINUTES", 60)
+# The first lockout of a username within a day, the second, the third and later ones.
+LOCKOUT_STEPS_MINUTES = [int(m) for m in env_list("CALLVAULT_LOCKOUT_STEPS_MINUTES", "5,60,1440")]
+AXES_ENABLED = True
+AXES_HANDLER = "callvault.accounts.lockout.LockoutHandler"
+# The one client-IP function: forwarding headers count only from a trusted proxy.
+AXES_CLIENT_IP_CALLABLE = "callvault.lib.clientip.client_ip"
+# What is counted (axes' check W006 wants the address among them); the limits above decide.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = LOCKOUT_USER_FAILURES
+# A failure while locked out neither counts nor extends the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The login page with "try again in N minutes", whether or not the username exists.
+AXES_LOCKOUT_CALLABLE = "callvault.accounts.lockout.lockout_response"
+# Successful logins are kept (axes.AccessLog): a success starts a username's count over.
+AXES_DISABLE_ACCESS_LOG = False
+
+# --- Sessions and headers (callvault/accounts/sessions.py) ----------------------------------
+# The cookie lives as long as the longest lifetime a project may set (30 days); each
+# project's security policy ends its members' sessions sooner (12 hours by default).
+SESSION_COOKIE_AGE = 30 * 24 * 60 * 60
+# The content security policy: no inline scripts or styles, nothing from other hosts. The API
+# docs page (django-ninja's Swagger UI, served from its own static files) keeps it too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# --- Second factor (callvault/accounts/twofactor.py) ----------------------------------------
+OTP_TOTP_ISSUER = "callvault"
+# django-otp's throttling: after each wrong code the next try waits 1, 2, 4, ... seconds.
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# Passkeys are bound to a host name (the relying party) and an origin. Empty: the request's
+# own host and scheme, which is right unless a proxy rewrites the Host header.
+WEBAUTHN_RP_ID = env_str("CALLVAULT_WEBAUTHN_RP_ID")
+WEBAUTHN_ORIGIN = env_str("CALLVAULT_WEBAUTHN_ORIGIN")
 
 LANGUAGE_CODE = env_str("CALLVAULT_LANGUAGE", "ru")
 LANGUAGES = [("ru", _("Russian")), ("en", _("English"))]

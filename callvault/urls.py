@@ -23,6 +23,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    path("accounts/", include("callvault.accounts.account_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("p/<slug:project_slug>/orders/", include("callvault.orders.urls")),
     path("p/<slug:project_slug>/settings/", include("callvault.accounts.urls")),

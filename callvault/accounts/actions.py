@@ -21,6 +21,7 @@ from callvault.accounts.models import (
     User,
     hash_api_key,
 )
+from callvault.accounts.policy import create_default_policy
 from callvault.audit.context import Actor
 from callvault.audit.recorder import SEALED_CHANGED, diff, record_event, snapshot
 from callvault.lib.errors import FieldErrors
@@ -63,6 +64,7 @@ def do_create_user(
         last_name=last_name,
         email=email,
         must_change_password=must_change_password,
+        password_changed_at=timezone.now(),
     )
     if validate:
         try:
@@ -98,7 +100,8 @@ def do_change_password(user: User, new_password: str) -> User:
     before = snapshot(user, ["must_change_password"])
     user.set_password(new_password)
     user.must_change_password = False
-    user.save(update_fields=["password", "must_change_password"])
+    user.password_changed_at = timezone.now()
+    user.save(update_fields=["password", "must_change_password", "password_changed_at"])
     record_event(
         "user.password_change",
         project_id=None,
@@ -131,6 +134,7 @@ def do_create_project(
         object_repr=name,
         changes=diff({}, snapshot(project, ("slug", *PROJECT_SETTINGS))),
     )
+    create_default_policy(project)
     return project
 
 
@@ -361,7 +365,8 @@ def do_reset_password(
     before = snapshot(user, ["must_change_password"])
     user.set_password(password)
     user.must_change_password = True
-    user.save(update_fields=["password", "must_change_password"])
+    user.password_changed_at = timezone.now()
+    user.save(update_fields=["password", "must_change_password", "password_changed_at"])
     record_event(
         "user.password_reset",
         project_id=member.project_id,

@@ -25,6 +25,13 @@ class AccountsConfig(AppConfig):
         from callvault.audit.labels import register_actions, register_fields
 
         register_actions(AUDIT_ACTIONS)
+        # Who may enter: each module connects its own receivers on import and names its
+        # audit actions in its AUDIT_ACTIONS.
+        from callvault.accounts import allowlist, lockout, sessions, support, twofactor
+
+        for module in (allowlist, lockout, sessions, support, twofactor):
+            register_actions(getattr(module, "AUDIT_ACTIONS", {}))
+        register_actions(SECURITY_POLICY_ACTIONS)
         register_fields("membership", {**CAPABILITIES, **MEMBERSHIP_FIELDS})
 
 
@@ -46,5 +53,11 @@ AUDIT_ACTIONS = {
     "api_key.create": _("API key created"),
     "api_key.revoke": _("API key revoked"),
     "api_key.refused": _("API key refused"),
+}
+SECURITY_POLICY_ACTIONS = {
+    "security_policy.create": _("Security policy created"),
+    "security_policy.update": _("Security policy changed"),
+    "role_policy.create": _("Role policy created"),
+    "role_policy.update": _("Role policy changed"),
 }
 MEMBERSHIP_FIELDS = {"role": _("Role"), "is_active": _("Active")}

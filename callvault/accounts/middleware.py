@@ -1,4 +1,5 @@
-"""Sends a user whose password was chosen by someone else to change it before anything else."""
+"""Sends a user to the password change page before anything else when someone else chose
+their password, an owner asked for a new one, or it is older than their projects allow."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from callvault.accounts.passwords import password_age_ok
+
 # Besides the change itself: leaving, switching the language, and what never uses the
 # session login (the API authenticates by key, the health check by nothing).
 ALLOWED_URL_NAMES = ("password_change", "password_change_done", "logout", "set_language")
@@ -15,14 +18,22 @@ ALLOWED_PREFIXES = ("/api/", "/healthz")
 
 
 class PasswordChangeRequiredMiddleware:
-    """After authentication: a user with must_change_password only reaches the change page."""
+    """After authentication: a user with must_change_password, or whose password is older
+    than the strictest maximum age of their projects, only reaches the change page."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
-        if getattr(user, "must_change_password", False) and not self._allowed(request.path):
+        if (
+            getattr(user, "is_authenticated", False)
+            and not self._allowed(request.path)
+            and (
+                getattr(user, "must_change_password", False)
+                or not password_age_ok(request.session, user)
+            )
+        ):
             return redirect("password_change")
         return self.get_response(request)
 

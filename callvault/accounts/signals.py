@@ -86,13 +86,22 @@ def on_user_login_failed(
     attempted = _attempted_username(credentials)
     user = User.objects.filter(username=attempted).first() if attempted else None
     extra = {"username": redact(attempted)}
+    # A lockout refuses before any password is checked (django-axes sets the flag; the
+    # failure that starts a lockout was a checked password, lockout.py marks it).
+    locked = getattr(request, "axes_locked_out", False) and not getattr(
+        request, "lockout_started", False
+    )
     if user is None:
         record_event(
             "auth.login_failed",
             project_id=None,
             object_type="user",
-            extra={**extra, "reason": "unknown user"},
+            extra={**extra, "reason": "locked out" if locked else "unknown user"},
         )
         return
-    reason = "inactive user" if not user.is_active else "wrong password"
+    reason = "wrong password"
+    if locked:
+        reason = "locked out"
+    elif not user.is_active:
+        reason = "inactive user"
     _record("auth.login_failed", user, **extra, reason=reason)

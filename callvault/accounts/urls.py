@@ -2,7 +2,13 @@
 
 from django.urls import path
 
-from callvault.accounts import views
+from callvault.accounts import (
+    allowlist_views,
+    lockout_views,
+    sessions_views,
+    support_views,
+    views,
+)
 
 app_name = "accounts"
 urlpatterns = [
@@ -32,4 +38,8 @@ urlpatterns = [
         views.member_reset_password,
         name="member_reset_password",
     ),
+    *lockout_views.project_urlpatterns,
+    *allowlist_views.project_urlpatterns,
+    *sessions_views.project_urlpatterns,
+    *support_views.project_urlpatterns,
 ]

@@ -47,7 +47,8 @@ from callvault.accounts.models import (
     User,
     access_membership,
 )
-from callvault.accounts.passwords import generated_password
+from callvault.accounts.passwords import generated_password, password_rules
+from callvault.accounts.policy import policy_for
 from callvault.lib.errors import FieldErrors
 
 
@@ -192,7 +193,7 @@ def members(request: HttpRequest, project_slug: str) -> HttpResponse:
         return _render_members(request, manager)
     form = MemberCreateForm(request.POST)
     if form.is_valid():
-        password = generated_password()
+        password = generated_password(policy_for(manager.project).password_min_length)
         try:
             created = do_create_member(
                 manager.project,
@@ -366,7 +367,7 @@ def member_reset_password(
     """A new generated password, shown on this response only; the member must change it."""
     manager = _member_manager(request, project_slug)
     target = _project_member(manager, membership_id)
-    password = generated_password()
+    password = generated_password(password_rules(target.user).min_length)
     try:
         do_reset_password(target, password, acting=manager)
     except FieldErrors as exc:

@@ -113,6 +113,24 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         sealed_columns=("secret_hash",),
         ignored_columns=("last_used_at",),
     ),
+    # Who may enter (accounts/policy.py, allowlist.py, support.py, twofactor.py).
+    AuditedTable("accounts_securitypolicy", "security_policy", "project_id"),
+    AuditedTable("accounts_rolepolicy", "role_policy", "project_id"),
+    AuditedTable("accounts_allowednetwork", "allowed_network", "project_id"),
+    # link_token_hash: the one-time link's secret, as a hash; it is still a credential.
+    AuditedTable(
+        "accounts_supportgrant", "support_grant", "project_id", sealed_columns=("link_token_hash",)
+    ),
+    # Passkeys are events of their user; sign_count and last_used_at move on every login.
+    AuditedTable(
+        "accounts_webauthncredential",
+        "user",
+        "",
+        object_column="user_id",
+        sealed_columns=("credential_id", "public_key"),
+        ignored_columns=("sign_count", "last_used_at"),
+        projects_from="accounts_membership.user_id",
+    ),
     # Users belong to no project, but their events are filed under their project when they
     # have one (logins, password resets).
     AuditedTable(

@@ -259,7 +259,7 @@ def _csv_lines(
 
 
 @login_required
-def export_csv(request: HttpRequest, project_slug: str) -> StreamingHttpResponse:
+def export_csv(request: HttpRequest, project_slug: str) -> HttpResponse | StreamingHttpResponse:
     """The current filter as CSV, newest first, at most EXPORT_LIMIT rows, streamed.
 
     The export is recorded before the first row leaves, with the filter and the number of
@@ -269,6 +269,11 @@ def export_csv(request: HttpRequest, project_slug: str) -> StreamingHttpResponse
     member = access_auditor(request.user, project_slug)
     if not member.can_export:
         raise Http404
+    from callvault.accounts import stepup
+
+    # A bulk copy of the record needs a fresh proof of who is asking.
+    if not stepup.is_fresh(request, stepup.minutes_for(project_slug)):
+        return stepup.step_up_response(request)
     zone = project_zone(member)
     form = AuditFilterForm(request.GET, members=project_members(member))
     event_filter = form.to_filter(zone)

@@ -12,8 +12,10 @@ from ninja.errors import HttpError
 from ninja.responses import Status as Reply
 
 from callvault.accounts.actions import api_key_actor, authenticate_api_key
+from callvault.accounts.allowlist import key_may_enter_from, refuse_key
 from callvault.accounts.models import ApiKey
 from callvault.audit.context import set_actor
+from callvault.lib.clientip import client_ip
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import StaleOrder, do_change_status
 from callvault.orders.intake import IdempotencyConflict, Lead, LeadItem, do_create_order
@@ -219,6 +221,12 @@ def post_lead_form(request: HttpRequest, form: Form[LeadForm]) -> Any:
     key = authenticate_api_key(form.api_key or request.headers.get("X-Api-Key"))
     if key is None:
         return _form_error_page(request, {"api_key": "a valid, unrevoked API key is required"}, 401)
+    ip = getattr(request, "client_ip", None) or client_ip(request)
+    if not key_may_enter_from(key, ip):
+        refuse_key(key, ip)
+        return _form_error_page(
+            request, {"api_key": "access from this address is not allowed"}, 403
+        )
     set_actor(api_key_actor(key))
     lead = LeadSchema(**form.dict(exclude={"api_key", "idempotency_key", "sku", "quantity"}))
     if form.sku:

@@ -173,6 +173,11 @@ def order_reveal(request: HttpRequest, project_slug: str, order_id: int) -> Http
     """Show the number once to a member who may see it, for the purpose they state."""
     member = access_membership(request.user, project_slug)
     order = access_order_by_id(member, order_id)
+    from callvault.accounts import stepup
+
+    # The digits need a fresh proof of who is asking (password or second factor).
+    if not stepup.is_fresh(request, stepup.minutes_for(project_slug)):
+        return stepup.step_up_response(request)
     try:
         digits = reveal(member, order, request.POST.get("purpose", ""))
     except FieldErrors as exc:

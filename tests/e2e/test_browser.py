@@ -163,6 +163,16 @@ def test_owner_reveals_number_with_purpose_and_it_is_audited(
     b.page.fill("input[name=purpose]", "customer asked for a callback")
     with b.page.expect_navigation():
         b.page.click("form[action$='/reveal/'] button[type=submit]")
+    # A reveal needs a fresh proof of who is asking: the password again, then back to the card.
+    assert "/accounts/step-up/" in b.page.url
+    assert not AuditEvent.objects.filter(action="phone.reveal").exists()
+    b.page.fill("input[name=password]", PASSWORD)
+    with b.page.expect_navigation():
+        b.page.click("main form.stacked button[type=submit]")
+    assert b.page.url.endswith(card_path(order))
+    b.page.fill("input[name=purpose]", "customer asked for a callback")
+    with b.page.expect_navigation():
+        b.page.click("form[action$='/reveal/'] button[type=submit]")
     assert b.page.url.endswith(card_path(order) + "reveal/")
     assert b.page.locator("strong.revealed").inner_text().strip() == phone[1]
     # The same detector that guards the operators' pages sees the digits when they are there.

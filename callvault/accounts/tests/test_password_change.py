@@ -10,7 +10,7 @@ from django.test import Client
 from callvault.accounts.actions import do_change_password
 from callvault.audit.models import AuditEvent
 from callvault.lib.errors import FieldErrors
-from conftest import PASSWORD
+from conftest import PASSWORD, password_login
 
 URL = "/accounts/password_change/"
 DONE_URL = "/accounts/password_change/done/"
@@ -19,7 +19,7 @@ NEW_PASSWORD = "a brand new passphrase 77"
 
 def logged_in(username: str, password: str = PASSWORD) -> Client:
     client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    assert client.login(username=username, password=password)
+    assert password_login(client, username, password)
     return client
 
 
@@ -78,8 +78,8 @@ def test_changing_the_password_lifts_the_requirement_and_is_recorded(operator):
     # The session survives its own password change (an operator lands on their own orders);
     # the old password does not.
     assert client.get("/").get("Location") == "/p/alpha/orders/mine/"
-    assert not Client().login(username="bob", password=PASSWORD)
-    assert Client().login(username="bob", password=NEW_PASSWORD)
+    assert not password_login(Client(), "bob", PASSWORD)
+    assert password_login(Client(), "bob", NEW_PASSWORD)
     event = AuditEvent.objects.get(action="user.password_change")
     assert (event.actor_name, event.object_repr) == ("bob", "bob")
     assert event.changes == {"password": "changed", "must_change_password": [True, False]}
@@ -101,7 +101,7 @@ def test_a_weak_password_or_a_wrong_old_one_is_refused(operator):
     client = logged_in("bob")
     assert change(client, PASSWORD, "12345").context["form"].errors
     assert change(client, "not my password", NEW_PASSWORD).context["form"].errors
-    assert Client().login(username="bob", password=PASSWORD)
+    assert password_login(Client(), "bob", PASSWORD)
     assert not AuditEvent.objects.filter(action="user.password_change").exists()
 
 

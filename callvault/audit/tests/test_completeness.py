@@ -15,6 +15,7 @@ from django_tasks import task
 
 from callvault.accounts.actions import do_update_project
 from callvault.accounts.models import User
+from callvault.accounts.twofactor import do_add_passkey
 from callvault.audit.context import (
     ANONYMOUS,
     SYSTEM,
@@ -40,6 +41,11 @@ AUDITED = {
     "accounts.Project": ("project", "pk", None),
     "accounts.Membership": ("membership", "pk", None),
     "accounts.ApiKey": ("api_key", "pk", None),
+    "accounts.SecurityPolicy": ("security_policy", "pk", None),
+    "accounts.RolePolicy": ("role_policy", "pk", None),
+    "accounts.AllowedNetwork": ("allowed_network", "pk", None),
+    "accounts.SupportGrant": ("support_grant", "pk", None),
+    "accounts.WebAuthnCredential": ("user", "user_id", "passkey"),
     "orders.Status": ("status", "pk", None),
     "orders.Product": ("product", "pk", None),
     "orders.WorkSettings": ("work_settings", "pk", None),
@@ -51,6 +57,8 @@ AUDITED = {
 BOOKKEEPING = {
     "orders.IdempotencyRecord": "maps a retry to its order; the order is recorded",
     "orders.StatusChange": "the dashboard's copy of order.status events",
+    "accounts.MemberSession": "a browser's bookkeeping; logins, logouts and revocations are events",
+    "accounts.SecurityNotice": "the owner's copy of events that need attention",
 }
 
 
@@ -71,6 +79,17 @@ def test_every_row_of_an_audited_model_has_its_creation_recorded(owner, operator
     item = do_add_item(order, Product.objects.get(project=order.project, sku="GIFT"), 1)
     do_add_comment(order, "call after six", author=owner.user)
     do_remove_item(item)  # a removed line still has its history; it is simply not in the table
+    # Who may enter: one row of each model, made through its action.
+    # <second-factor row>
+    do_add_passkey(operator.user, name="key", credential_id="cred", public_key=b"k")
+    # <allowed-network row>
+    from callvault.accounts.allowlist import do_add_network
+
+    do_add_network(owner.project, "192.0.2.0/24", "Office", membership=operator)
+    # <support-grant row>
+    from callvault.accounts.support import do_grant_support_access
+
+    do_grant_support_access(owner.project, hours=1, reason="a crash", person="Oleg", acting=owner)
     for label, (object_type, id_attr, key) in AUDITED.items():
         model = apps.get_model(label)
         rows = list(model._default_manager.all())

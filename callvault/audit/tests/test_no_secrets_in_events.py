@@ -20,7 +20,7 @@ from django.db import models
 from django.test import Client
 
 from callvault.accounts.actions import do_create_user
-from callvault.accounts.models import ApiKey, Membership
+from callvault.accounts.models import ApiKey, Membership, SupportGrant
 from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import AREA_CODES, STYLES, fake_phone_numbers
 from callvault.orders.actions import do_change_status, do_update_order
@@ -42,6 +42,10 @@ COVERED = {
     "orders.IdempotencyRecord.fingerprint": "lead with an Idempotency-Key, and its replay",
     "accounts.User.password": "new member, reset, own change, failed and good logins",
     "accounts.ApiKey.secret_hash": "key created on its page, used, refused, revoked",
+    "accounts.SupportGrant.link_token_hash": (
+        "one-time link granted on its page, spent, refused a second time, revoked"
+    ),
+    "accounts.WebAuthnCredential.credential_id": "passkey registered, used, refused, removed",
 }
 
 
@@ -169,6 +173,7 @@ def drive_phone_paths(run: Run, owner: Membership, numbers: list[str], secret: s
     order.refresh_from_db()
     cancelled = Status.objects.get(project=owner.project, code="cancelled")
     do_change_status(order, cancelled, reason=f"asked to call {third} instead")
+    client.post("/accounts/step-up/", {"password": PASSWORD})  # a reveal needs a fresh proof
     assert client.post(f"{card}reveal/", {"purpose": f"courier {fourth}"}).status_code == 200
     client.post(f"/p/{slug}/orders/", {"q": first})
     client.post(f"/p/{slug}/orders/", {"q": sixth})
@@ -219,6 +224,63 @@ def drive_api_key_paths(run: Run, owner: Membership) -> str:
     run.plaintexts.add(wrong)
     assert api(wrong, {"phone": "+12025550100"}).status_code == 401
     return str(secret)
+
+
+def drive_support_paths(run: Run, owner: Membership) -> None:
+    """A one-time support link granted on its page, spent once (and refused the second
+    time), then revoked; a named account's grant beside it."""
+    import re as _re
+    import time as _time
+
+    from callvault.accounts.stepup import SESSION_KEY
+    from callvault.accounts.support import do_create_support_account
+
+    slug = owner.project.slug
+    client = login(owner)
+    session = client.session
+    session[SESSION_KEY] = _time.time()  # the owner's step-up, a moment ago
+    session.save()
+    url = f"/p/{slug}/settings/support/"
+    body = {"kind": "link", "person": "Oleg", "hours": "1", "reason": "ticket", "read_write": "on"}
+    page = run.step(lambda: client.post(url, body)).content.decode()
+    (token,) = _re.findall(r"/accounts/support/([A-Za-z0-9_-]{40,})/", page)
+    run.plaintexts.add(token)
+    outside = Client()
+    assert run.step(lambda: outside.post(f"/accounts/support/{token}/")).status_code == 302
+    assert Client().post(f"/accounts/support/{token}/").status_code == 404
+    grant = SupportGrant.objects.get(person="Oleg")
+    run.step(lambda: client.post(f"{url}{grant.pk}/revoke/"))
+    assert outside.get(f"/p/{slug}/orders/").status_code == 403  # the session ended
+    kim = do_create_support_account("vendor-kim", "kim's first passphrase 2026", first_name="Kim")
+    run.plaintexts.add("kim's first passphrase 2026")
+    run.step(lambda: client.post(url, {**body, "kind": "account", "username": kim.username}))
+    done = {"support.access_granted", "support.access_used", "support.access_revoked"}
+    assert done <= set(AuditEvent.objects.values_list("action", flat=True))
+
+
+def drive_passkey_paths(run: Run, owner: Membership) -> None:
+    """The second factor on its pages: an app and recovery codes, a passkey registered, used,
+    refused and removed (so the owner leaves with no factor, as the paths after expect)."""
+    from callvault.accounts.models import WebAuthnCredential
+    from callvault.accounts.tests.test_two_factor_passkeys import (
+        SoftAuthenticator,
+        authenticate,
+        register,
+    )
+    from callvault.accounts.tests.test_two_factor_totp import enrol
+
+    client = login(owner)
+    device, codes = run.step(lambda: enrol(client))
+    run.plaintexts.update({device.key, *codes})
+    authenticator = SoftAuthenticator()
+    assert run.step(lambda: register(client, authenticator)).status_code == 200
+    assert run.step(lambda: authenticate(login(owner), authenticator)).status_code == 200
+    stranger = SoftAuthenticator()
+    stranger.credential_id = authenticator.credential_id  # the right id, the wrong key
+    assert run.step(lambda: authenticate(login(owner), stranger)).status_code == 403
+    passkey = WebAuthnCredential.objects.get(user=owner.user)
+    run.step(lambda: client.post(f"/accounts/two-factor/passkeys/{passkey.pk}/remove/"))
+    run.step(lambda: client.post("/accounts/two-factor/app/remove/"))
 
 
 def event_strings() -> list[str]:
@@ -275,6 +337,10 @@ def test_no_event_holds_a_secret_after_every_change_path(own_ring, project, owne
     numbers = fake_phone_numbers(6, rng)
     drive_password_paths(run, owner)
     drive_phone_paths(run, owner, numbers, secret)
+    # <second-factor paths>
+    drive_passkey_paths(run, owner)
+    # <support-grant paths>
+    drive_support_paths(run, owner)
 
     assert run.exercised == secret_columns(), "a secret column had no change path driven"
     assert unregistered_secretish_columns() == set()

@@ -18,7 +18,7 @@ from callvault.orders.actions import (
     do_update_order,
 )
 from callvault.orders.models import Status
-from conftest import login
+from conftest import PASSWORD, login
 
 
 def test_diff_keeps_only_changed_fields_and_hides_sealed_ones():
@@ -129,7 +129,10 @@ def test_no_event_ever_holds_phone_digits_or_ciphertext(project, owner, operator
     do_assign_order(order, operator.user)
     do_change_role(operator, "supervisor")
     do_set_capabilities(operator, {"can_see_phones": True})
-    login(owner).post(f"/p/{project.slug}/orders/{order.pk}/reveal/", {"purpose": "delivery"})
+    client = login(owner)
+    client.post("/accounts/step-up/", {"password": PASSWORD})  # a reveal needs a fresh proof
+    revealed = client.post(f"/p/{project.slug}/orders/{order.pk}/reveal/", {"purpose": "delivery"})
+    assert revealed.status_code == 200
 
     texts = [
         text

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 import pytest
 
+from callvault.accounts import stepup
 from callvault.accounts.actions import do_set_capabilities
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import AuditEvent
@@ -16,6 +18,15 @@ from callvault.orders.tests.support import HttpsClient, assert_no_digits, login,
 
 Phone = tuple[str, str]
 URL = EXPORT.format(slug="alpha")
+
+
+def exporter(member: Membership) -> HttpsClient:
+    """An English client of the member, who has just proved who they are (step-up)."""
+    client = english(member)
+    session = client.session
+    session[stepup.SESSION_KEY] = time.time()
+    session.save()
+    return client
 
 
 def read_csv(response: object) -> list[list[str]]:
@@ -46,7 +57,7 @@ def test_an_auditor_who_may_also_export_gets_the_filtered_rows_with_a_watermark(
     for i in range(3):
         event(supervisor.project_id, action="order.status", changes={"status": ["new", f"s{i}"]})
     event(supervisor.project_id, action="order.view")
-    response = english(supervisor).get(URL, {"action": "order.status"})
+    response = exporter(supervisor).get(URL, {"action": "order.status"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
@@ -61,7 +72,7 @@ def test_an_auditor_who_may_also_export_gets_the_filtered_rows_with_a_watermark(
 def test_an_export_is_recorded_with_its_filter_and_row_count(owner: Membership) -> None:
     for _ in range(4):
         event(owner.project_id, action="order.claim")
-    response = english(owner).get(URL, {"action": "order.claim"})
+    response = exporter(owner).get(URL, {"action": "order.claim"})
     rows = read_csv(response)
     recorded = AuditEvent.objects.get(action="audit.export")
     assert recorded.actor_id == str(owner.user_id)
@@ -71,7 +82,7 @@ def test_an_export_is_recorded_with_its_filter_and_row_count(owner: Membership) 
 
 def test_cells_that_look_like_formulas_are_defused(owner: Membership) -> None:
     event(owner.project_id, actor_name='=HYPERLINK("http://evil")', action="order.view")
-    rows = read_csv(english(owner).get(URL, {"action": "order.view"}))
+    rows = read_csv(exporter(owner).get(URL, {"action": "order.view"}))
     assert rows[2][4].startswith("'=")
 
 
@@ -87,6 +98,15 @@ def test_the_csv_carries_no_digits(
             object_id=str(order.pk),
             changes={"customer_name": ["Ivan", f"Ivan {typed}"], "phone": "changed"},
         )
-    text = "\n".join(",".join(r) for r in read_csv(english(supervisor).get(URL)))
+    text = "\n".join(",".join(r) for r in read_csv(exporter(supervisor).get(URL)))
     assert "changed (hidden)" in text
     assert_no_digits(text, phone[1])
+
+
+def test_without_a_fresh_proof_nothing_is_exported_or_recorded(owner: Membership) -> None:
+    event(owner.project_id, action="order.claim")
+    response = english(owner).get(URL, {"action": "order.claim"})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/step-up/?next=")
+    assert "order.claim" in response["Location"]  # back to the same export afterwards
+    assert not AuditEvent.objects.filter(action="audit.export").exists()

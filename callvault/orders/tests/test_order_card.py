@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from callvault.accounts import stepup
 from callvault.accounts.models import Membership, Project
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.orders.actions import do_add_comment, do_assign_order
@@ -20,6 +23,15 @@ def card_url(order: Order, slug: str = "alpha") -> str:
 
 def reveal_url(order: Order, slug: str = "alpha") -> str:
     return f"/p/{slug}/orders/{order.pk}/reveal/"
+
+
+def stepped_up(member: Membership) -> HttpsClient:
+    """A client logged in as the member, who has just proved who they are (step-up)."""
+    client = login(member)
+    session = client.session
+    session[stepup.SESSION_KEY] = time.time()
+    session.save()
+    return client
 
 
 def test_it_sends_anonymous_visitors_to_login(order: Order) -> None:
@@ -77,7 +89,7 @@ def test_no_card_shows_the_digits(
     member: Membership = request.getfixturevalue(role)
     do_assign_order(order, member.user)
     do_add_comment(order, "asked to call after six", author=member.user)
-    client = login(member)
+    client = stepped_up(member)
     pages = [client.get(card_url(order)), client.post(reveal_url(order), {"purpose": "call"})]
     assert [p.status_code for p in pages] == [200, 403]
     for response in pages:
@@ -87,7 +99,7 @@ def test_no_card_shows_the_digits(
 def test_a_supervisor_may_not_reveal_and_the_try_is_recorded(
     supervisor: Membership, order: Order, phone: Phone
 ) -> None:
-    response = login(supervisor).post(reveal_url(order), {"purpose": "checking"})
+    response = stepped_up(supervisor).post(reveal_url(order), {"purpose": "checking"})
     assert response.status_code == 403
     assert_no_digits(response.content.decode(), phone[1])
     event = AuditEvent.objects.get(action="phone.reveal_refused")
@@ -96,7 +108,7 @@ def test_a_supervisor_may_not_reveal_and_the_try_is_recorded(
 
 
 def test_an_owner_must_say_why(owner: Membership, order: Order, phone: Phone) -> None:
-    response = login(owner).post(reveal_url(order), {"purpose": "   "})
+    response = stepped_up(owner).post(reveal_url(order), {"purpose": "   "})
     assert response.status_code == 200
     assert response.context["reveal_error"]
     assert response.context["revealed"] is None
@@ -107,7 +119,9 @@ def test_an_owner_must_say_why(owner: Membership, order: Order, phone: Phone) ->
 def test_an_owner_sees_the_number_for_a_purpose(
     owner: Membership, order: Order, phone: Phone
 ) -> None:
-    response = login(owner).post(reveal_url(order), {"purpose": "customer asked for a callback"})
+    response = stepped_up(owner).post(
+        reveal_url(order), {"purpose": "customer asked for a callback"}
+    )
     assert response.status_code == 200
     assert phone[1] in response.content.decode()
     assert "no-store" in response["Cache-Control"]
@@ -148,3 +162,29 @@ def test_a_comment_quoting_the_phone_does_not_show_the_digits(
     response = login(operator).get(card_url(order))
     assert response.status_code == 200
     assert_no_digits(response.content.decode(), phone[1])
+
+
+def test_without_a_fresh_proof_the_number_stays_hidden_and_nothing_is_recorded(
+    owner: Membership, order: Order, phone: Phone
+) -> None:
+    client = login(owner)
+    response = client.post(
+        reveal_url(order),
+        {"purpose": "delivery"},
+        HTTP_REFERER=f"https://testserver{card_url(order)}",
+    )
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/step-up/?next=%2Fp%2Falpha%2Forders%2F{order.pk}%2F"
+    assert_no_digits(response.content.decode(), phone[1])
+    assert not AuditEvent.objects.filter(action__startswith="phone.reveal").exists()
+
+
+def test_a_stale_proof_is_not_enough(owner: Membership, order: Order, phone: Phone) -> None:
+    client = login(owner)
+    session = client.session
+    session[stepup.SESSION_KEY] = time.time() - 6 * 60  # the policy's window is 5 minutes
+    session.save()
+    response = client.post(reveal_url(order), {"purpose": "delivery"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Redirect"].startswith("/accounts/step-up/")
+    assert not AuditEvent.objects.filter(action__startswith="phone.reveal").exists()
