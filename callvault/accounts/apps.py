@@ -43,6 +43,7 @@ AUDIT_ACTIONS = {
     "user.create": _("User created"),
     "user.password_change": _("Password changed"),
     "user.password_reset": _("Password reset"),
+    "user.password_rehash": _("Password re-hashed"),
     "project.create": _("Project created"),
     "project.update": _("Project settings changed"),
     "member.add": _("Member added"),

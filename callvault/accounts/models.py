@@ -6,8 +6,9 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import models, transaction
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +33,21 @@ class User(AbstractUser):
     class Meta:
         verbose_name = _("user")
         verbose_name_plural = _("users")
+
+    def check_password(self, raw_password: str) -> bool:
+        """Django's check; the hash upgrade it makes on a correct password (a newer hasher,
+        stronger parameters) is recorded with the write, in one transaction."""
+
+        def setter(raw: str) -> None:
+            from callvault.accounts.signals import record_password_rehash  # imports this module
+
+            with transaction.atomic():
+                self.set_password(raw)
+                self._password = None  # an upgrade is not a password change
+                self.save(update_fields=["password"])
+                record_password_rehash(self, self.password.split("$", 1)[0])
+
+        return check_password(raw_password, self.password, setter)
 
     def __str__(self) -> str:
         return self.get_full_name() or self.username

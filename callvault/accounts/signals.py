@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 
 from callvault.accounts.models import Membership, User
 from callvault.audit.context import Actor, acting_as, current
-from callvault.audit.recorder import record_event
+from callvault.audit.recorder import SEALED_CHANGED, record_event
 from callvault.vault.logfilter import redact
 
 # Usernames are at most 150 characters; anything longer is not a username worth keeping.
@@ -69,6 +69,23 @@ def on_user_logged_out(sender: object, request: Any, user: Any, **kwargs: Any) -
         return
     with acting_as(Actor.member(user)):
         _record("auth.logout", user)
+
+
+def record_password_rehash(user: Any, algorithm: str) -> None:
+    """user.password_rehash: a correct password was stored again under a newer hasher or
+    stronger parameters (Django does it at login). The password did not change, but its
+    column did, and the database's triggers would otherwise call that write unattributed."""
+    projects = _projects(user)
+    with acting_as(Actor.member(user)):
+        record_event(
+            "user.password_rehash",
+            project_id=projects[0] if len(projects) == 1 else None,
+            object_type="user",
+            object_id=user.pk,
+            object_repr=user.username,
+            changes={"password": SEALED_CHANGED},
+            extra={"algorithm": algorithm},
+        )
 
 
 def _attempted_username(credentials: dict[str, Any]) -> str:
