@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 def periodic_tasks() -> list[Any]:
     """The tasks to run regularly (imported late: apps must be ready)."""
+    from callvault.guard.baseline import compute_baselines
+    from callvault.guard.tasks import expire_exports
     from callvault.orders.tasks import prune_idempotency_records
 
-    return [prune_idempotency_records]
+    return [prune_idempotency_records, compute_baselines, expire_exports]
 
 
 def enqueue_maintenance() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "callvault.vault",
     "callvault.audit",
     "callvault.orders",
+    "callvault.guard",
 ]
 
 MIDDLEWARE = [
@@ -100,6 +102,8 @@ MIDDLEWARE = [
     "callvault.accounts.support.SupportAccessMiddleware",
     "callvault.accounts.twofactor.SecondFactorMiddleware",
     "callvault.accounts.middleware.PasswordChangeRequiredMiddleware",
+    # A member suspended by a quota breach reaches nothing until an owner reviews it.
+    "callvault.guard.middleware.SuspensionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
@@ -130,6 +134,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "callvault.guard.watermark.watermark",
             ],
         },
     }
@@ -144,6 +149,7 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("CALLVAULT_REDIS_URL")
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -156,6 +162,9 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "callvault_cache",
+            # The quota counters live here (guard/quotas.py): the default 300 entries would
+            # cull live counters of a busy call center, and a culled counter starts afresh.
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
         }
     }
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}

@@ -29,6 +29,7 @@ urlpatterns = [
     path("p/<slug:project_slug>/settings/", include("callvault.accounts.urls")),
     path("p/<slug:project_slug>/setup/", include("callvault.orders.setup_urls")),
     path("p/<slug:project_slug>/audit/", include("callvault.audit.urls")),
+    path("p/<slug:project_slug>/guard/", include("callvault.guard.urls")),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
 ]

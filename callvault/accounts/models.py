@@ -460,6 +460,14 @@ class SecurityNotice(models.Model):
     """Something an owner should know about: a refused address, a lockout, a new device."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="notices")
+    # The person it is about, when it is about someone (a member's alerts, their timeline).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     kind = models.CharField(max_length=40)
     # Rendered at display time in the reader's language (accounts/notices.py).
     params = models.JSONField(default=dict)

@@ -4,11 +4,13 @@ configured, an email. Each notice is a copy of an audit event, kept for the owne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from callvault.accounts.models import Membership, Role, SecurityNotice
@@ -23,7 +25,33 @@ KINDS: dict[str, Any] = {
     "new_address": _("%(user)s logged in from an address not seen before: %(ip)s."),
     "new_device": _("%(user)s logged in from a device not seen before: %(device)s."),
     "support_used": _("Support access of %(person)s was used from %(ip)s."),
+    # Leak controls (callvault/guard).
+    "quota_reached": _("%(user)s reached a quota: %(quota)s, %(count)s of %(limit)s."),
+    "suspended": _(
+        "%(user)s was suspended after going on past a quota (%(quota)s) until an owner reviews it."
+    ),
+    "cards_burst": _(
+        "%(user)s opened %(count)s order cards within %(minutes)s minutes (alert at %(threshold)s)."
+    ),
+    "reveals_burst": _(
+        "%(user)s revealed %(count)s phone numbers within %(minutes)s minutes "
+        "(alert at %(threshold)s)."
+    ),
+    "exports_burst": _(
+        "%(user)s made %(count)s exports within %(minutes)s minutes (alert at %(threshold)s)."
+    ),
+    "outside_hours": _("%(user)s worked outside working hours: %(what)s at %(time)s."),
+    "anomaly": _(
+        "%(user)s: %(count)s %(what)s this hour; usually %(mean)s an hour, "
+        "and 95%% of hours at most %(p95)s."
+    ),
 }
+
+
+# Params stored as an English phrase (a quota's or an activity's label, itself a msgid):
+# translated for each reader, so an owner reads the alert in their own language whatever the
+# language of the request that raised it.
+TRANSLATED_PARAMS = ("quota", "what")
 
 
 def describe(notice: SecurityNotice) -> str:
@@ -31,25 +59,56 @@ def describe(notice: SecurityNotice) -> str:
     template = KINDS.get(notice.kind)
     if template is None:
         return notice.kind
+    params = dict(notice.params)
+    for name in TRANSLATED_PARAMS:
+        if isinstance(params.get(name), str):
+            params[name] = gettext(params[name])
     try:
-        return str(str(template) % notice.params)
+        return str(str(template) % params)
     except (KeyError, TypeError, ValueError):
         return notice.kind
 
 
+# Other ways of delivering a notice (the guard's signed webhook), registered by the apps
+# that provide them: accounts does not import them.
+Deliverer = Callable[[SecurityNotice], None]
+DELIVERERS: list[Deliverer] = []
+
+
+def add_deliverer(deliver: Deliverer) -> None:
+    """Call `deliver(notice)` after the commit of every notice."""
+    if deliver not in DELIVERERS:
+        DELIVERERS.append(deliver)
+
+
 def notify_owners(
-    project_id: int, kind: str, params: dict[str, Any], *, event_id: int | None = None
+    project_id: int,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    event_id: int | None = None,
+    user_id: int | None = None,
 ) -> SecurityNotice:
-    """Keep a notice for the project's owners and mail it to those with an address, after
-    the transaction commits (a rolled-back refusal sends nothing)."""
+    """Keep a notice for the project's owners, and after the transaction commits (a
+    rolled-back refusal sends nothing) mail it to those with an address and hand it to the
+    other deliverers."""
     if kind not in KINDS:
         raise ValueError(f"unknown notice kind {kind!r}")
     notice = SecurityNotice.objects.create(
-        project_id=project_id, kind=kind, params=params, event_id=event_id
+        project_id=project_id, kind=kind, params=params, event_id=event_id, user_id=user_id
     )
-    if settings.EMAIL_HOST:
-        transaction.on_commit(lambda: _mail(notice))
+    transaction.on_commit(lambda: _deliver(notice))
     return notice
+
+
+def _deliver(notice: SecurityNotice) -> None:
+    if settings.EMAIL_HOST:
+        _mail(notice)
+    for deliver in DELIVERERS:
+        try:
+            deliver(notice)
+        except Exception:  # one failing channel must not stop the others
+            log.exception("could not deliver security notice %s", notice.pk)
 
 
 def _mail(notice: SecurityNotice) -> None:

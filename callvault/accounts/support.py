@@ -35,7 +35,6 @@ from callvault.accounts.models import (
     Membership,
     Project,
     Role,
-    SecurityNotice,
     SupportGrant,
     User,
 )
@@ -86,7 +85,7 @@ READ_ONLY_POSTS = frozenset({"orders:list", "orders:reveal"})
 # never manages the project, whatever the grant says.
 NEVER_FOR_SUPPORT = frozenset({"accounts", "setup"})
 # Nor bulk copies: support reads what it investigates, it does not take the data home.
-NEVER_VIEWS_FOR_SUPPORT = frozenset({"audit:export"})
+NEVER_VIEWS_FOR_SUPPORT = frozenset({"audit:export", "guard:exports", "guard:export_download"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -358,14 +357,6 @@ def on_support_login(sender: object, request: Any, user: Any, **kwargs: Any) -> 
             {"person": grant.person, "ip": current().ip or "?"},
             event_id=event.pk,
         )
-
-
-def mark_notices_read(project: Project) -> int:
-    """The owner has read every notice of the project (notices are bookkeeping: their
-    events are the record)."""
-    return SecurityNotice.objects.filter(project=project, read_at__isnull=True).update(
-        read_at=timezone.now()
-    )
 
 
 class SupportAccessMiddleware:

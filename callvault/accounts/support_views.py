@@ -1,9 +1,7 @@
-"""Support access grants, the one-time support link, and the owner's security notices."""
+"""Support access grants, the one-time support link, and the old address of the owner's
+security notices (now the alerts page)."""
 
 from __future__ import annotations
-
-from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.contrib import messages
@@ -12,7 +10,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -21,12 +18,10 @@ from callvault.accounts.forms import apply_field_errors
 from callvault.accounts.models import (
     Membership,
     Role,
-    SecurityNotice,
     SupportGrant,
     User,
     access_membership,
 )
-from callvault.accounts.notices import describe
 from callvault.accounts.stepup import is_fresh, mark, minutes_for, step_up_response
 from callvault.accounts.support import (
     DURATIONS,
@@ -34,10 +29,8 @@ from callvault.accounts.support import (
     do_revoke_support_access,
     do_use_support_link,
     grant_state,
-    mark_notices_read,
     usable_link,
 )
-from callvault.audit.models import ActorKind, AuditEvent
 from callvault.lib.errors import FieldErrors
 
 # The list pages show the recent past; older grants and notices are in the audit trail.
@@ -211,70 +204,11 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def _project_day(moment: datetime, time_zone: str) -> date:
-    try:
-        zone = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo(timezone.get_default_timezone_name())
-    return moment.astimezone(zone).date()
-
-
-def _timeline_links(owner: Membership, notices: list[SecurityNotice]) -> dict[int, str]:
-    """Notice id -> the member's audit timeline on the day of the notice's event, where
-    the event names a member of this project (a support person or a stranger has none)."""
-    event_ids = [n.event_id for n in notices if n.event_id]
-    events = AuditEvent.objects.filter(pk__in=event_ids, project_id=owner.project_id).only(
-        "id", "actor_kind", "actor_id", "object_type", "object_id", "created_at"
-    )
-    who: dict[int, tuple[int, date]] = {}
-    for event in events:
-        user_id = ""
-        if event.actor_kind == ActorKind.MEMBER:
-            user_id = event.actor_id
-        elif event.object_type == "user":
-            user_id = event.object_id
-        if user_id.isdigit():
-            day = _project_day(event.created_at, owner.project.time_zone)
-            who[event.pk] = (int(user_id), day)
-    members = set(
-        Membership.objects.filter(
-            project_id=owner.project_id, user_id__in={uid for uid, _ in who.values()}
-        ).values_list("user_id", flat=True)
-    )
-    links = {}
-    for notice in notices:
-        found = who.get(notice.event_id or 0)
-        if found and found[0] in members:
-            url = reverse("audit:timeline", args=[owner.project.slug, found[0]])
-            links[notice.pk] = f"{url}?day={found[1].isoformat()}"
-    return links
-
-
 @login_required
 def notices(request: HttpRequest, project_slug: str) -> HttpResponse:
-    """What needs the owner's attention, newest first; "mark all read" (POST)."""
-    owner = _owner(request, project_slug)
-    if request.method == "POST":
-        mark_notices_read(owner.project)
-        return redirect("accounts:notices", project_slug=project_slug)
-    items = list(
-        SecurityNotice.objects.filter(project_id=owner.project_id).order_by("-created_at", "-pk")[
-            :LIST_LIMIT
-        ]
-    )
-    links = _timeline_links(owner, items) if owner.can_view_audit else {}
-    rows = [(notice, describe(notice), links.get(notice.pk, "")) for notice in items]
-    return render(
-        request,
-        "accounts/notices.html",
-        {
-            "member": owner,
-            "project": owner.project,
-            "settings_section": "notices",
-            "rows": rows,
-            "unread": sum(1 for notice in items if notice.read_at is None),
-        },
-    )
+    """The security notices are alerts now: one list for the owner, the alerts page."""
+    _owner(request, project_slug)
+    return redirect("guard:alerts", project_slug=project_slug)
 
 
 project_urlpatterns = [

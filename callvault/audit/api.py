@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.errors import HttpError
 
@@ -26,6 +26,7 @@ from callvault.audit.queries import (
     search,
 )
 from callvault.audit.recorder import record_event
+from callvault.guard.middleware import api_quota_refusal
 
 router = Router(tags=["audit"])
 
@@ -121,7 +122,7 @@ def _page_out(page: EventPage) -> EventPageOut:
 
 @router.get(
     "/audit/events",
-    response={200: EventPageOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut},
+    response={200: EventPageOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut, 429: ErrorOut},
     summary="Search the audit trail",
     description="The key's project only, newest first, 1-200 a page. `action` ending in `.` "
     "is a prefix (`order.`); `ip` is an address or a network (`10.0.0.0/8`, `2001:db8::/32`); "
@@ -139,8 +140,10 @@ def list_events(
     until: datetime | None = None,
     before: int | None = None,
     limit: int = 50,
-) -> EventPageOut:
+) -> EventPageOut | HttpResponse:
     key = _auditor_key(request)
+    if (refused := api_quota_refusal(key)) is not None:
+        return refused
     for name, value in {"actor_kind": actor_kind, "action": action, "ip": ip}.items():
         if len(value) > 64:
             raise HttpError(422, f"{name}: at most 64 characters")
@@ -170,14 +173,16 @@ def list_events(
 
 @router.get(
     "/audit/orders/{order_id}/history",
-    response={200: EventPageOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: EventPageOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 429: ErrorOut},
     summary="An order's history",
     description="Every change and read recorded against the order, newest first, 1-200 a page.",
 )
 def order_history(
     request: HttpRequest, order_id: int, before: int | None = None, limit: int = 100
-) -> EventPageOut:
+) -> EventPageOut | HttpResponse:
     key = _auditor_key(request)
+    if (refused := api_quota_refusal(key)) is not None:
+        return refused
     page = events_for_object(
         key.project_id, "order", order_id, before=before, size=max(1, min(limit, 200))
     )

@@ -131,6 +131,17 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         ignored_columns=("sign_count", "last_used_at"),
         projects_from="accounts_membership.user_id",
     ),
+    # Leak controls (callvault/guard): settings, quotas, alert rules, suspensions.
+    AuditedTable(
+        "guard_guardsettings",
+        "guard_settings",
+        "project_id",
+        sealed_columns=("webhook_secret_sealed",),
+        resealed_by="guard.GuardSettings.webhook_secret_sealed",
+    ),
+    AuditedTable("guard_quotarule", "quota_rule", "project_id"),
+    AuditedTable("guard_alertrule", "alert_rule", "project_id"),
+    AuditedTable("guard_suspension", "suspension", "project_id"),
     # Users belong to no project, but their events are filed under their project when they
     # have one (logins, password resets).
     AuditedTable(

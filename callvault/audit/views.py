@@ -7,8 +7,6 @@ audit.view, audit.export) with the filters used.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,15 +14,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods
 
 from callvault.accounts.models import Membership, access_membership
-from callvault.audit.labels import action_label, known_actions, readable_changes
-from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.labels import known_actions
+from callvault.audit.models import ActorKind
 from callvault.audit.queries import (
     EventFilter,
     actor_day,
@@ -34,7 +35,6 @@ from callvault.audit.queries import (
 )
 from callvault.audit.recorder import record_event
 
-EXPORT_LIMIT = 100_000
 DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 DATE_LIMITS = [MinValueValidator(date(1970, 1, 2)), MaxValueValidator(date(9000, 12, 31))]
 
@@ -183,128 +183,25 @@ def search_page(request: HttpRequest, project_slug: str) -> HttpResponse:
     )
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer into a stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-# Spreadsheets run a cell starting with these as a formula; names and objects are typed
-# by people, so such cells get a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-CSV_HEADER = [
-    "id",
-    "time",
-    "actor_kind",
-    "actor_id",
-    "actor",
-    "action",
-    "action_name",
-    "object_type",
-    "object_id",
-    "object",
-    "changes",
-    "details",
-    "ip",
-    "user_agent",
-    "request_id",
-]
-
-
-def _csv_row(event: AuditEvent, member: Membership, zone: ZoneInfo) -> list[str]:
-    changes = readable_changes(
-        event.object_type, event.changes or {}, may_see_phones=member.can_see_phones, zone=zone
-    )
-    shown = "; ".join(
-        f"{c.label}: {_('changed (hidden)') if c.hidden else f'{c.before} → {c.after}'}"
-        for c in changes
-    )
-    extra = "; ".join(f"{k}: {v}" for k, v in (event.extra or {}).items())
-    values = [
-        event.pk,
-        event.created_at.astimezone(zone).isoformat(timespec="seconds"),
-        event.actor_kind,
-        event.actor_id,
-        event.actor_name,
-        event.action,
-        action_label(event.action),
-        event.object_type,
-        event.object_id,
-        event.object_repr,
-        shown,
-        extra,
-        event.ip or "",
-        event.user_agent,
-        event.request_id,
-    ]
-    return [_cell(v) for v in values]
-
-
-def _csv_lines(
-    rows: Iterator[AuditEvent], member: Membership, zone: ZoneInfo, watermark: str
-) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow([watermark])
-    yield writer.writerow(CSV_HEADER)
-    for event in rows:
-        yield writer.writerow(_csv_row(event, member, zone))
-
-
 @login_required
-def export_csv(request: HttpRequest, project_slug: str) -> HttpResponse | StreamingHttpResponse:
-    """The current filter as CSV, newest first, at most EXPORT_LIMIT rows, streamed.
+@require_http_methods(["GET", "POST"])
+def export_csv(request: HttpRequest, project_slug: str) -> HttpResponseBase:
+    """The audit trail as CSV, under the rules of every export (guard/exports.py): the
+    capability, a reason, a fresh step-up, a watermark, a record with the row count.
 
-    The export is recorded before the first row leaves, with the filter and the number of
-    rows: the rows are fixed first (everything up to the newest matching id, counted under
-    the cap), so the count in the record is what the file holds.
+    A GET (the search page's link) opens the exports form with the search's filters; the
+    form's POST comes back here or goes to the exports page alike.
     """
     member = access_auditor(request.user, project_slug)
-    if not member.can_export:
-        raise Http404
-    from callvault.accounts import stepup
+    from callvault.guard import export_views
 
-    # A bulk copy of the record needs a fresh proof of who is asking.
-    if not stepup.is_fresh(request, stepup.minutes_for(project_slug)):
-        return stepup.step_up_response(request)
-    zone = project_zone(member)
-    form = AuditFilterForm(request.GET, members=project_members(member))
-    event_filter = form.to_filter(zone)
-    qs = search(member.project_id, event_filter)
-    newest = qs.values_list("id", flat=True).first()
-    rows = qs.filter(id__lte=newest or 0)[:EXPORT_LIMIT]
-    count = rows.count()
-    now = timezone.now()
-    record_event(
-        "audit.export",
-        project_id=member.project_id,
-        extra={
-            "filters": event_filter.as_record(),
-            "rows": count,
-            "newest_id": newest,
-            "capped": count >= EXPORT_LIMIT,
-        },
-    )
-    watermark = _("Exported by %(member)s at %(time)s from %(project)s") % {
-        "member": f"{member.user.username} ({member.user})",
-        "time": now.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "project": member.project.name,
-    }
-    response = StreamingHttpResponse(
-        _csv_lines(rows.iterator(chunk_size=2000), member, zone, watermark),
-        content_type="text/csv; charset=utf-8",
-    )
-    name = f"audit-{member.project.slug}-{now.astimezone(zone):%Y%m%d-%H%M%S}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    exporter = export_views.access_exporter(request.user, project_slug)
+    if request.method == "POST":
+        return export_views.start_export(request, exporter, kind="audit")
+    query = request.GET.copy()
+    query["kind"] = "audit"
+    url = reverse("guard:exports", kwargs={"project_slug": member.project.slug})
+    return HttpResponseRedirect(f"{url}?{query.urlencode()}")
 
 
 def _day(request: HttpRequest, zone: ZoneInfo) -> date:

@@ -15,6 +15,7 @@ from callvault.accounts.actions import api_key_actor, authenticate_api_key
 from callvault.accounts.allowlist import key_may_enter_from, refuse_key
 from callvault.accounts.models import ApiKey
 from callvault.audit.context import set_actor
+from callvault.guard.middleware import api_quota_refusal
 from callvault.lib.clientip import client_ip
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import StaleOrder, do_change_status
@@ -255,7 +256,7 @@ def _readable(request: HttpRequest) -> ApiKey:
 
 @router.get(
     "/orders",
-    response={200: OrderPage, 401: ErrorOut, 403: ErrorOut},
+    response={200: OrderPage, 401: ErrorOut, 403: ErrorOut, 429: ErrorOut},
     summary="List orders",
     description="Newest first, 1-200 a page; pass `next_after` back as `before` for the next page.",
 )
@@ -266,8 +267,10 @@ def list_orders(
     updated_since: datetime | None = None,
     before: int | None = None,
     limit: int = 50,
-) -> OrderPage:
+) -> OrderPage | HttpResponse:
     key = _readable(request)
+    if (refused := api_quota_refusal(key)) is not None:
+        return refused
     limit = max(1, min(limit, 200))
     qs = Order.objects.for_api_key(key)
     if status:
@@ -305,17 +308,21 @@ def _get_order(key: ApiKey, order_id: int) -> Order:
 
 @router.get(
     "/orders/{order_id}",
-    response={200: OrderOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: OrderOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 429: ErrorOut},
     summary="One order",
 )
-def get_order(request: HttpRequest, order_id: int) -> OrderOut:
-    return _order_out(_get_order(_readable(request), order_id))
+def get_order(request: HttpRequest, order_id: int) -> OrderOut | HttpResponse:
+    key = _readable(request)
+    if (refused := api_quota_refusal(key)) is not None:
+        return refused
+    return _order_out(_get_order(key, order_id))
 
 
 @router.post(
     "/orders/{order_id}/status",
     response={
         200: OrderOut,
+        204: None,
         401: ErrorOut,
         403: ErrorOut,
         404: ErrorOut,
@@ -323,8 +330,10 @@ def get_order(request: HttpRequest, order_id: int) -> OrderOut:
         422: ErrorOut,
     },
     summary="Change an order's status",
+    description="Answers with the order (200) when the key may also read orders, else with "
+    "204 No Content.",
 )
-def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> OrderOut:
+def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> OrderOut | Reply[None]:
     key = _key(request)
     if not key.can_update_orders:
         raise HttpError(403, "this API key may not change orders")
@@ -344,13 +353,8 @@ def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> Ord
         do_change_status(order, status, reason=payload.reason)
     except StaleOrder:
         raise HttpError(409, "the order changed meanwhile; read it again") from None
-    return _order_out(_get_order_for_update(key, order_id))
-
-
-def _get_order_for_update(key: ApiKey, order_id: int) -> Order:
-    return (
-        Order.objects.filter(project_id=key.project_id, pk=order_id)
-        .select_related("status", "project")
-        .prefetch_related("items__product")
-        .get()
-    )
+    if not key.can_read_orders:
+        # The answer is a read: without this, posting the status an order already has
+        # would let a key that may only move statuses read every order of its project.
+        return Reply(204, None)
+    return _order_out(_get_order(key, order_id))

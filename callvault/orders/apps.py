@@ -30,6 +30,8 @@ AUDIT_ACTIONS = {
     "order.create": _("Order created"),
     "order.view": _("Card opened"),
     "order.search": _("Orders searched"),
+    "order.view_refused": _("Card refused"),
+    "order.search_refused": _("Search refused"),
     "order.update": _("Order edited"),
     "order.status": _("Status changed"),
     "order.assign": _("Operator assigned"),

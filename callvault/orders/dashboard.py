@@ -26,7 +26,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from callvault.accounts.models import Project, User, access_membership
+from callvault.accounts.models import Project, Role, SecurityNotice, User, access_membership
+from callvault.accounts.notices import describe
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.orders.models import Order, QueueClass, StatusChange, StatusGroup
 
@@ -219,8 +220,19 @@ def dashboard(request: HttpRequest, project_slug: str) -> HttpResponse:
     if not member.can_view_all_orders:
         raise Http404
     data = build_dashboard(member.project)
-    return render(
-        request,
-        "orders/dashboard.html",
-        {"member": member, "project": member.project, "dashboard": data},
-    )
+    context: dict[str, object] = {"member": member, "project": member.project, "dashboard": data}
+    if member.role == Role.OWNER:
+        context["dashboard_alerts"] = latest_unread_alerts(member.project)
+    return render(request, "orders/dashboard.html", context)
+
+
+# How many unread alerts the owner's dashboard shows; the alerts page has the rest.
+DASHBOARD_ALERTS = 5
+
+
+def latest_unread_alerts(project: Project) -> list[tuple[SecurityNotice, str]]:
+    """The project's newest unread alerts (security notices) with their text, for owners."""
+    unread = SecurityNotice.objects.filter(project=project, read_at__isnull=True).order_by(
+        "-created_at", "-pk"
+    )[:DASHBOARD_ALERTS]
+    return [(notice, describe(notice)) for notice in unread]

@@ -25,6 +25,8 @@ from django.utils.translation import gettext_lazy
 
 from callvault.accounts.models import Membership, Project, access_membership
 from callvault.audit.recorder import record_event
+from callvault.guard import quotas
+from callvault.guard.models import QuotaKind
 from callvault.orders.models import Order, OrderQuerySet, Status, StatusGroup
 from callvault.vault.phones import PhoneError, blind_index, mask_with, parse_phone
 
@@ -276,10 +278,13 @@ def order_list(request: HttpRequest, project_slug: str) -> HttpResponse:
     project = member.project
     searching = request.method == "POST"
     if searching and not member.can_view_all_orders:
+        # Guessing numbers is how a base is probed: refused, and on record (never the query).
+        record_event("order.search_refused", project_id=member.project_id)
         raise PermissionDenied
     form = filter_form(QueryDict() if searching else request.GET, member)
     query, search_error = "", ""
     if searching:
+        quotas.charge(member, QuotaKind.SEARCH)  # past the quota: the 429 page, no search
         qs, query, search_error = _search(member, request.POST.get("q", "").strip()[:40])
         found = qs.select_related("status", "assigned_to").order_by("-created_at", "-pk")
         page = Page(list(found[:PAGE_SIZE]), None, None)

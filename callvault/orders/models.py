@@ -14,7 +14,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from callvault.accounts.models import ApiKey, Membership, Project
+from callvault.accounts.models import ApiKey, Membership, Project, Role
 from callvault.vault.phones import SealedPhone
 
 if TYPE_CHECKING:
@@ -111,19 +111,29 @@ class Product(models.Model):
         return f"{self.name} ({self.sku})"
 
 
+def sees_only_held(member: Membership) -> bool:
+    """Whether the member sees only the order in their hands: a trainee, unless an owner
+    let them view all orders. Their scheduled callbacks come back to them through the
+    queue (which hands an assigned order only to its member), not through a list."""
+    return member.role == Role.TRAINEE and not member.can_view_all_orders
+
+
 class OrderQuerySet(models.QuerySet["Order"]):
     """The one read chokepoint for orders."""
 
     def visible_to(self, member: Membership) -> OrderQuerySet:
-        """Orders this member may see: the project's, and for operators only their own."""
+        """Orders this member may see: the project's to those who may view all orders; to
+        others the ones assigned to them and the one the queue handed them while they hold
+        it; to a trainee only that held one (see `sees_only_held`)."""
         if not member.is_active:
             return self.none()
         qs = self.filter(project_id=member.project_id)
-        if not member.can_view_all_orders:
-            # Their own orders, and the one the queue handed them while they hold it.
-            held = Q(locked_by_id=member.user_id, locked_until__gt=timezone.now())
-            qs = qs.filter(Q(assigned_to_id=member.user_id) | held)
-        return qs
+        if member.can_view_all_orders:
+            return qs
+        held = Q(locked_by_id=member.user_id, locked_until__gt=timezone.now())
+        if sees_only_held(member):
+            return qs.filter(held)
+        return qs.filter(Q(assigned_to_id=member.user_id) | held)
 
     def for_api_key(self, key: ApiKey) -> OrderQuerySet:
         """Orders an integration key may read: its project's."""

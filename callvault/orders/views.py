@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -16,6 +16,8 @@ from django.views.decorators.http import require_POST
 from callvault.accounts.models import Membership, Project, access_membership
 from callvault.audit.queries import events_for_object
 from callvault.audit.recorder import record_event
+from callvault.guard import quotas
+from callvault.guard.models import QuotaKind
 from callvault.lib.errors import FieldErrors
 from callvault.orders.forms import (
     AddItemForm,
@@ -162,7 +164,19 @@ def local_times(when: datetime | None, *zones: tzinfo) -> list[datetime]:
 def order_card(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse:
     """The order card; opening it is a recorded read, and renews the operator's hold."""
     member = access_membership(request.user, project_slug)
-    order = access_order_by_id(member, order_id)
+    try:
+        order = access_order_by_id(member, order_id)
+    except Http404:
+        # Walking order numbers is how a base is copied out: the answer is the same 404
+        # whether the order exists or is someone else's, but the try is on record.
+        record_event(
+            "order.view_refused",
+            project_id=member.project_id,
+            object_type="order",
+            object_id=order_id,
+        )
+        raise
+    quotas.charge(member, QuotaKind.CARD_OPEN)  # past the quota: the 429 page, no card
     extend_hold(order, member)
     return render_card(request, member, order)
 
@@ -178,6 +192,8 @@ def order_reveal(request: HttpRequest, project_slug: str, order_id: int) -> Http
     # The digits need a fresh proof of who is asking (password or second factor).
     if not stepup.is_fresh(request, stepup.minutes_for(project_slug)):
         return stepup.step_up_response(request)
+    if member.can_see_phones and request.POST.get("purpose", "").strip():
+        quotas.charge(member, QuotaKind.REVEAL)  # only attempts the vault would answer
     try:
         digits = reveal(member, order, request.POST.get("purpose", ""))
     except FieldErrors as exc:

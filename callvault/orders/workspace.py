@@ -21,6 +21,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from callvault.accounts.models import Membership, access_membership
+from callvault.guard import quotas
+from callvault.guard.models import QuotaKind
 from callvault.lib.errors import FieldErrors
 from callvault.orders.actions import (
     StaleOrder,
@@ -43,7 +45,13 @@ from callvault.orders.forms import (
     StatusForm,
     add_action_errors,
 )
-from callvault.orders.models import Order, OrderItem, StatusGroup, access_order_by_id
+from callvault.orders.models import (
+    Order,
+    OrderItem,
+    StatusGroup,
+    access_order_by_id,
+    sees_only_held,
+)
 from callvault.orders.queue import (
     do_record_no_answer,
     do_release_order,
@@ -150,7 +158,13 @@ def my_orders(request: HttpRequest, project_slug: str) -> HttpResponse:
             }
         )
     rows.sort(key=lambda row: not row["held"])  # the order in hand first (a stable sort)
-    context = {"member": member, "project": project, "rows": rows, "operator_zone": own_zone}
+    context = {
+        "member": member,
+        "project": project,
+        "rows": rows,
+        "operator_zone": own_zone,
+        "only_held": sees_only_held(member),  # a trainee: the page says why it is so short
+    }
     return render(request, "orders/my_orders.html", context)
 
 
@@ -380,7 +394,8 @@ def call(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse
     that, after the same access check a real call will need. It records nothing: no call
     was made, and nothing secret is read.
     """
-    _member, order = _editor(request, project_slug, order_id)
+    member, order = _editor(request, project_slug, order_id)
+    quotas.charge(member, QuotaKind.CALL)  # past the quota: the 429 answer, no call
     message = _("No telephony provider is configured for this project.")
     if _is_htmx(request):
         return render(request, "orders/workspace_call.html", {"message": message})

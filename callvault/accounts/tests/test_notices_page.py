@@ -1,5 +1,7 @@
-"""The owner's Security notices page: newest first, in the reader's language, with a link to
-the member's timeline; mark all read; the unread count in the settings menu."""
+"""The owner's security notices are alerts now: the old page leads to the alerts page, which
+lists them newest first, in the reader's language, with a link to the member's timeline
+(found through the notice's audit event); mark all read; the unread count in the settings
+menu."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from callvault.audit.context import Actor, acting_as
 from callvault.audit.recorder import record_event
 from conftest import login
 
-URL = "/p/alpha/settings/notices/"
+OLD_URL = "/p/alpha/settings/notices/"
+URL = "/p/alpha/guard/alerts/"
 
 
 def refused(member, ip="203.0.113.7"):
@@ -37,15 +40,15 @@ def refused(member, ip="203.0.113.7"):
 
 
 def test_anonymous_is_sent_to_login(project):
-    response = Client().get(URL)
+    response = Client().get(OLD_URL)
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
 
 
 def test_an_outsider_gets_404(outsider, owner):
     refused(owner)
+    assert login(outsider).get(OLD_URL).status_code == 404
     assert login(outsider).get(URL).status_code == 404
-    assert login(outsider).post(URL).status_code == 404
     assert SecurityNotice.objects.filter(read_at__isnull=True).count() == 1
 
 
@@ -53,9 +56,15 @@ def test_an_outsider_gets_404(outsider, owner):
 def test_members_who_are_not_owners_get_404(who, request, owner):
     refused(owner)
     client = login(request.getfixturevalue(who))
+    assert client.get(OLD_URL).status_code == 404
     assert client.get(URL).status_code == 404
-    assert client.post(URL).status_code == 404
     assert SecurityNotice.objects.filter(read_at__isnull=True).count() == 1
+
+
+def test_the_old_page_leads_the_owner_to_the_alerts(owner):
+    response = login(owner).get(OLD_URL)
+    assert response.status_code == 302
+    assert response["Location"] == URL
 
 
 def test_the_owner_reads_the_notices_newest_first_in_their_language(owner, operator):
@@ -93,7 +102,7 @@ def test_mark_all_read(owner, operator):
     refused(operator)
     refused(operator, "203.0.113.8")
     client = login(owner)
-    response = client.post(URL)
+    response = client.post(f"{URL}read/")
     assert response.status_code == 302
     assert not SecurityNotice.objects.filter(read_at__isnull=True).exists()
     assert "Mark all read" not in client.get(URL, HTTP_ACCEPT_LANGUAGE="en").content.decode()
@@ -110,5 +119,6 @@ def test_the_settings_menu_counts_unread_notices_for_owners(owner, operator):
         '<span class="badge" title="unread">3</span>'
         in client.get(members_page, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     )
-    client.post(URL)
+    assert f'href="{URL}"' in client.get(members_page).content.decode()
+    client.post(f"{URL}read/")
     assert 'class="badge"' not in client.get(members_page).content.decode()

@@ -46,6 +46,10 @@ AUDITED = {
     "accounts.AllowedNetwork": ("allowed_network", "pk", None),
     "accounts.SupportGrant": ("support_grant", "pk", None),
     "accounts.WebAuthnCredential": ("user", "user_id", "passkey"),
+    "guard.GuardSettings": ("guard_settings", "pk", None),
+    "guard.QuotaRule": ("quota_rule", "pk", None),
+    "guard.AlertRule": ("alert_rule", "pk", None),
+    "guard.Suspension": ("suspension", "pk", None),
     "orders.Status": ("status", "pk", None),
     "orders.Product": ("product", "pk", None),
     "orders.WorkSettings": ("work_settings", "pk", None),
@@ -59,6 +63,10 @@ BOOKKEEPING = {
     "orders.StatusChange": "the dashboard's copy of order.status events",
     "accounts.MemberSession": "a browser's bookkeeping; logins, logouts and revocations are events",
     "accounts.SecurityNotice": "the owner's copy of events that need attention",
+    "guard.ExportJob": (
+        "an export's file and state; order/audit/report.export and export.download are the record"
+    ),
+    "guard.MemberBaseline": "derived from the events by the worker",
 }
 
 
@@ -87,6 +95,10 @@ def test_every_row_of_an_audited_model_has_its_creation_recorded(owner, operator
 
     do_add_network(owner.project, "192.0.2.0/24", "Office", membership=operator)
     # <support-grant row>
+    # <suspension row>
+    from callvault.guard.quotas import do_suspend_member
+
+    do_suspend_member(operator, kind="card_open", limit=60, count=65)
     from callvault.accounts.support import do_grant_support_access
 
     do_grant_support_access(owner.project, hours=1, reason="a crash", person="Oleg", acting=owner)

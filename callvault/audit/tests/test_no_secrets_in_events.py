@@ -46,6 +46,7 @@ COVERED = {
         "one-time link granted on its page, spent, refused a second time, revoked"
     ),
     "accounts.WebAuthnCredential.credential_id": "passkey registered, used, refused, removed",
+    "guard.GuardSettings.webhook_secret_sealed": "generated on its page, replaced, rotated",
 }
 
 
@@ -258,6 +259,24 @@ def drive_support_paths(run: Run, owner: Membership) -> None:
     assert done <= set(AuditEvent.objects.values_list("action", flat=True))
 
 
+def drive_webhook_secret_paths(run: Run, owner: Membership) -> None:
+    """The alert webhook's signing secret generated on the settings page (shown once),
+    replaced, and re-sealed by a key rotation."""
+    import time as _time
+
+    from callvault.accounts.stepup import SESSION_KEY
+
+    client = login(owner)
+    session = client.session
+    session[SESSION_KEY] = _time.time()  # the owner's step-up, a moment ago
+    session.save()
+    url = f"/p/{owner.project.slug}/guard/settings/webhook-secret/"
+    for _ in range(2):
+        secret = run.step(lambda: client.post(url)).context["secret"]
+        run.plaintexts.add(secret)
+    run.step(lambda: call_command("vault", "rotate", "--batch", "2"))
+
+
 def drive_passkey_paths(run: Run, owner: Membership) -> None:
     """The second factor on its pages: an app and recovery codes, a passkey registered, used,
     refused and removed (so the owner leaves with no factor, as the paths after expect)."""
@@ -340,6 +359,8 @@ def test_no_event_holds_a_secret_after_every_change_path(own_ring, project, owne
     # <second-factor paths>
     drive_passkey_paths(run, owner)
     # <support-grant paths>
+    # <webhook-secret paths>
+    drive_webhook_secret_paths(run, owner)
     drive_support_paths(run, owner)
 
     assert run.exercised == secret_columns(), "a secret column had no change path driven"

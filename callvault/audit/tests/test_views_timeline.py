@@ -121,11 +121,11 @@ def test_a_day_costs_the_same_queries_however_busy(
         event(pid, actor_id=str(operator.user_id), ip=f"192.0.2.{i}", created_at=moment)
     client = english(supervisor)
     client.get(url(trainee), day)  # warm the session
-    # Session, user, the allowed-networks check (every request), membership x2, the day's
-    # events, their addresses seen before, the view's own event.
-    with django_assert_max_num_queries(9):
+    # Session, user, the allowed-networks and suspension checks (every request), membership
+    # x2, the day's events, their addresses seen before, the view's own event.
+    with django_assert_max_num_queries(10):
         assert len(client.get(url(trainee), day).context["rows"]) == 1
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         assert len(client.get(url(operator), day).context["rows"]) == 41
 
 

@@ -53,7 +53,7 @@ def test_it_hides_the_order_from_an_outsider(outsider: Membership, order: Order)
     ).exists()
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee"])
+@pytest.mark.parametrize("role", ["operator"])
 def test_an_operator_opens_only_orders_assigned_to_them(
     role: str, request: pytest.FixtureRequest, project: Project, order: Order, phone: Phone
 ) -> None:
@@ -82,7 +82,7 @@ def test_opening_a_card_is_recorded(supervisor: Membership, order: Order) -> Non
     assert event.project_id == order.project_id
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee", "supervisor"])
+@pytest.mark.parametrize("role", ["operator", "supervisor"])
 def test_no_card_shows_the_digits(
     role: str, request: pytest.FixtureRequest, order: Order, phone: Phone
 ) -> None:

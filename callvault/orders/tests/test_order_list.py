@@ -62,7 +62,7 @@ def test_it_hides_the_project_from_an_outsider(outsider: Membership, order: Orde
     assert login(outsider).get(URL).status_code == 404
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee"])
+@pytest.mark.parametrize("role", ["operator"])
 def test_an_operator_sees_only_orders_assigned_to_them(
     role: str, request: pytest.FixtureRequest, project: Project, rng: random.Random
 ) -> None:
@@ -163,7 +163,7 @@ def test_a_search_for_something_else_shows_an_error(supervisor: Membership, orde
     assert response.context["search_error"]
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee", "supervisor"])
+@pytest.mark.parametrize("role", ["operator", "supervisor"])
 def test_no_list_page_shows_the_digits(
     role: str, request: pytest.FixtureRequest, project: Project, rng: random.Random
 ) -> None:
@@ -416,7 +416,7 @@ def test_filters_combine(
     assert listed(login(supervisor).get(URL, params)) == {accepted_bob.pk}
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee"])
+@pytest.mark.parametrize("role", ["operator"])
 def test_an_operator_gets_only_the_status_filter(
     role: str, request: pytest.FixtureRequest, project: Project, rng: random.Random
 ) -> None:

@@ -116,7 +116,7 @@ def test_the_card_costs_the_same_queries_with_one_item_or_ten(
     assert queries() == one
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee"])
+@pytest.mark.parametrize("role", ["operator"])
 def test_no_card_shows_the_digits_even_typed_into_the_name_and_address(
     role: str, request: pytest.FixtureRequest, project: Project, phone: Phone
 ) -> None:

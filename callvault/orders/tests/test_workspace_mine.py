@@ -72,7 +72,7 @@ def test_it_shows_the_callback_time_on_the_customers_and_the_operators_clock(
     assert row["order"].attempts == 3
 
 
-@pytest.mark.parametrize("role", ["operator", "trainee"])
+@pytest.mark.parametrize("role", ["operator"])
 def test_it_never_shows_the_digits(
     role: str, request: pytest.FixtureRequest, project: Project, rng
 ) -> None:
