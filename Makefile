@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/queue_claims.py
 	$(BIN)/python benchmarks/order_list.py
 	$(BIN)/python benchmarks/audit_cost.py
+	$(BIN)/python benchmarks/request_security.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

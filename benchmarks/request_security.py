@@ -1,5 +1,5 @@
-"""What "who may enter" costs a page: the product's middleware stack against the stack it had
-before the login-security work, same process, same pages, interleaved rounds.
+"""What "who may enter" and the leak controls cost a page: the product against the same pages
+without them, same process, interleaved rounds.
 
     .venv/bin/python benchmarks/request_security.py [--vendor sqlite|postgresql] [--rounds 400]
 
@@ -8,7 +8,11 @@ OTP middleware, the session guard (revoked, expired, moved or idle sessions; it 
 database at most once a minute), the allowed-networks check (one query), the support scope,
 the second-factor gate (no query once passed or once cleared for the minute), the password
 age (at most every five minutes), the suspension check, and django-axes. The baseline is
-the same stack without them (as before that work).
+the same stack without them (as before that work). The leak controls also count every card
+open against the member's quota and feed the alert rules (`guard.quotas.charge`, which calls
+`guard.alerts.observe`): the "baseline" side runs with that call replaced by a no-op, and a
+third side, "no quota", keeps the whole stack but skips only the charge, to show the two
+costs apart.
 
 Both sides request the same two pages as the same operator, whose project has one allowed
 network containing the client's address (so the allow-list really runs): "My orders" and an
@@ -22,13 +26,14 @@ database `callvault_reqbench` on 127.0.0.1:5432.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +85,8 @@ def seed() -> tuple[Any, list[int]]:
     from callvault.accounts.allowlist import do_add_network
     from callvault.accounts.models import Role
     from callvault.audit.context import system_run
+    from callvault.guard.models import QuotaKind
+    from callvault.guard.quotas import do_set_quota
     from callvault.lib.fakephones import fake_phone
     from callvault.orders.actions import do_create_default_statuses
     from callvault.orders.intake import Lead, do_create_order
@@ -97,6 +104,9 @@ def seed() -> tuple[Any, list[int]]:
             result = do_create_order(project, Lead(phone=fake_phone(rng)[0], name="Ivan"))
             ids.append(result.order.pk)
         Order.objects.filter(pk__in=ids).update(assigned_to=user)
+        # The quota is counted (that is the cost measured) but never reached in the run.
+        owner = do_add_member(project, do_create_user("alice", "x" * 20, validate=False), "owner")
+        do_set_quota(project, QuotaKind.CARD_OPEN, 10**6, membership=member, acting=owner)
     return member, ids
 
 
@@ -109,6 +119,22 @@ def client_for(member: Any, middleware: list[str]) -> Any:
     with override_settings(MIDDLEWARE=middleware):
         client.get("/healthz")  # the handler loads its middleware chain now, once
     return client
+
+
+@contextlib.contextmanager
+def charging(on: bool) -> Iterator[None]:
+    """Quota charging as the product does it, or replaced by a no-op for this request."""
+    from callvault.guard import quotas
+
+    if on:
+        yield
+        return
+    real = quotas.charge
+    quotas.charge = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        quotas.charge = real
 
 
 def timed(fn: Callable[[str], Any], url: str) -> float:
@@ -141,8 +167,10 @@ def run(database_url: str | None, rounds: int) -> None:
     baseline_stack = [m for m in product_stack if m not in ADDED]
     sides = {
         "product": client_for(member, product_stack),
+        "no quota": client_for(member, product_stack),
         "baseline": client_for(member, baseline_stack),
     }
+    uncharged = {"no quota", "baseline"}
     pages = {
         "my orders": lambda i: "/p/bench/orders/mine/",
         "order card": lambda i: f"/p/bench/orders/{ids[i % len(ids)]}/",
@@ -153,20 +181,24 @@ def run(database_url: str | None, rounds: int) -> None:
     queries: dict[tuple[str, str], int] = {}
     for page, url in pages.items():  # warm up, and count the queries of a steady request
         for side, client in sides.items():
-            for i in range(3):
-                assert client.get(url(i)).status_code == 200, (page, side)
-            with CaptureQueriesContext(connection) as captured:
-                client.get(url(3))
+            with charging(side not in uncharged):
+                for i in range(3):
+                    assert client.get(url(i)).status_code == 200, (page, side)
+                with CaptureQueriesContext(connection) as captured:
+                    client.get(url(3))
             queries[(page, side)] = len(captured)
     order = list(sides)
     for i in range(rounds):
         for page, url in pages.items():
             target = url(i)
             for side in order if i % 2 == 0 else reversed(order):
-                samples[(page, side)].append(timed(sides[side].get, target))
+                with charging(side not in uncharged):
+                    samples[(page, side)].append(timed(sides[side].get, target))
+    for side, client in sides.items():  # every timed request was a page, not a refusal
+        assert client.get(pages["order card"](0)).status_code == 200, side
 
     vendor = connection.vendor
-    print(f"callvault request cost of login security ({vendor}, {rounds} rounds)")
+    print(f"callvault request cost of login security and leak controls ({vendor}, {rounds} rounds)")
     print(f"{'page':<12} {'side':<9} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
     for page in pages:
         for side in sides:
@@ -174,10 +206,10 @@ def run(database_url: str | None, rounds: int) -> None:
             p50 = statistics.median(values) * 1000
             p95 = values[int(len(values) * 0.95) - 1] * 1000
             print(f"{page:<12} {side:<9} {p50:8.2f} {p95:8.2f} {queries[(page, side)]:8d}")
-        ratio = statistics.median(samples[(page, "product")]) / statistics.median(
-            samples[(page, "baseline")]
-        )
-        print(f"{page:<12} ratio product/baseline (p50): {ratio:.2f}x")
+        base = statistics.median(samples[(page, "baseline")])
+        for side in ("product", "no quota"):
+            ratio = statistics.median(samples[(page, side)]) / base
+            print(f"{page:<12} ratio {side}/baseline (p50): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 def periodic_tasks() -> list[Any]:
     """The tasks to run regularly (imported late: apps must be ready)."""
     from callvault.guard.baseline import compute_baselines
-    from callvault.guard.tasks import expire_exports
+    from callvault.guard.tasks import expire_exports, purge_expired_cache_rows
     from callvault.orders.tasks import prune_idempotency_records
 
-    return [prune_idempotency_records, compute_baselines, expire_exports]
+    return [prune_idempotency_records, compute_baselines, expire_exports, purge_expired_cache_rows]
 
 
 def enqueue_maintenance() -> None:

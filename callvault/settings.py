@@ -59,8 +59,14 @@ VAULT_KEYRING = env_secret("CALLVAULT_KEYRING") if not env_str("CALLVAULT_KEYRIN
 VAULT_KEYRING_FILE = Path(env_str("CALLVAULT_KEYRING_FILE") or DATA_DIR / "keyring.json")
 VAULT_KEYRING_AUTOCREATE = DEBUG or TESTING
 
-# Addresses (CIDR) of reverse proxies whose X-Forwarded-For / Forwarded headers are believed.
+# Addresses (CIDR) of reverse proxies whose forwarding header is believed.
 TRUSTED_PROXIES = env_list("CALLVAULT_TRUSTED_PROXIES")
+# The one forwarding header those proxies set: "X-Forwarded-For" (default) or "Forwarded"
+# (RFC 7239). Only this header is read; the proxy must overwrite it (and should drop the
+# other one) so a client cannot name its own address.
+FORWARDED_HEADER = env_str("CALLVAULT_FORWARDED_HEADER", "X-Forwarded-For")
+if FORWARDED_HEADER.lower() not in ("x-forwarded-for", "forwarded"):
+    raise ImproperlyConfigured("CALLVAULT_FORWARDED_HEADER must be X-Forwarded-For or Forwarded")
 
 INSTALLED_APPS = [
     "django.contrib.auth",

@@ -15,7 +15,10 @@ and we want two different counters and an escalation:
 - An address is locked after LOCKOUT_ADDRESS_FAILURES failures within the window that no
   successful login of the same username followed. Behind one NAT, people who mistype and
   then get in add nothing, so an office is not locked out by its own typos; a password
-  spray from one address (many usernames, never a success) is.
+  spray from one address (many usernames, never a success) is. The address lock does not
+  apply to a username that logged in successfully from that address within
+  KNOWN_ADDRESS_DAYS (axes' `AccessLog`, which is never pruned): one machine behind a NAT
+  spraying junk usernames locks out the spray, not the office's members.
 
 A failure while locked is refused without counting (it would let anyone keep someone
 locked forever by extending the lock; they can still lock it again when it ends).
@@ -62,6 +65,9 @@ DAY = timedelta(days=1)
 # How far back failures are kept and read: the longest lock plus the day before it that
 # decides its length.
 RETENTION = timedelta(days=2)
+# A username that logged in from an address within this many days is not held by that
+# address's lockout (axes.AccessLog keeps successful logins; nothing prunes it sooner).
+KNOWN_ADDRESS_DAYS = 30
 USERNAME_MAX = 150  # longer input is not a username worth keeping (and the column is 255)
 
 
@@ -152,9 +158,19 @@ def username_lock(username: str, now: datetime | None = None) -> Lock | None:
     return locks[-1] if locks and locks[-1].until > now else None
 
 
-def address_lock(ip: str | None, now: datetime | None = None) -> Lock | None:
+def known_at(username: str, ip: str, now: datetime | None = None) -> bool:
+    """Whether the username logged in successfully from the address recently (one indexed
+    lookup on axes.AccessLog)."""
+    since = (now or timezone.now()) - timedelta(days=KNOWN_ADDRESS_DAYS)
+    return bool(
+        AccessLog.objects.filter(ip_address=ip, username=username, attempt_time__gt=since).exists()
+    )
+
+
+def address_lock(ip: str | None, now: datetime | None = None, *, username: str = "") -> Lock | None:
     """The address's lockout in force, if any: too many failures within the window that no
-    successful login of the same username followed."""
+    successful login of the same username followed. With `username`: None when that name
+    logged in from this address within KNOWN_ADDRESS_DAYS (the lock is not for them)."""
     if not ip:
         return None
     now = now or timezone.now()
@@ -179,12 +195,17 @@ def address_lock(ip: str | None, now: datetime | None = None) -> Lock | None:
     # Locked until enough of the counted failures have left the window.
     started = counted[limit - 1]
     until = counted[len(counted) - limit] + window
+    if username and known_at(username, ip, now):
+        return None
     return Lock("address", ip, started, until, 0)
 
 
 def current_lock(username: str | None, ip: str | None) -> Lock | None:
     """The longer of the username's and the address's lockouts in force, if any."""
-    locks = [lock for lock in (username_lock(username or ""), address_lock(ip)) if lock]
+    username = username or ""
+    locks = [
+        lock for lock in (username_lock(username), address_lock(ip, username=username)) if lock
+    ]
     return max(locks, key=lambda lock: lock.until) if locks else None
 
 
@@ -213,7 +234,11 @@ def record_failure(
     )
     now = timezone.now()
     AccessFailureLog.objects.filter(attempt_time__lt=now - RETENTION).delete()
-    started = [lock for lock in (username_lock(username, now), address_lock(ip, now)) if lock]
+    started = [
+        lock
+        for lock in (username_lock(username, now), address_lock(ip, now, username=username))
+        if lock
+    ]
     for lock in started:
         _announce(lock, username, ip)
     if started:

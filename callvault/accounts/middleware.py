@@ -10,10 +10,20 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from callvault.accounts.passwords import password_age_ok
+from callvault.accounts.twofactor import ENROL_URL_NAMES
 
 # Besides the change itself: leaving, switching the language, and what never uses the
-# session login (the API authenticates by key, the health check by nothing).
-ALLOWED_URL_NAMES = ("password_change", "password_change_done", "logout", "set_language")
+# session login (the API authenticates by key, the health check by nothing). And the second
+# factor's login step and enrolment (with the step-up it needs): a person with a factor
+# passes it before changing the password (SecondFactorMiddleware, just before us), and
+# neither middleware may send a person back and forth between them.
+ALLOWED_URL_NAMES = (
+    "password_change",
+    "password_change_done",
+    "logout",
+    "set_language",
+    *ENROL_URL_NAMES,
+)
 ALLOWED_PREFIXES = ("/api/", "/healthz")
 
 

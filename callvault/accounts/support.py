@@ -410,7 +410,11 @@ def _refuse_write(request: HttpRequest, grant: SupportGrant, view_name: str) -> 
         object_type="support_grant",
         object_id=grant.pk,
         object_repr=str(grant),
-        extra={"method": request.method or "", "view": view_name, "path": request.path[:200]},
+        extra={
+            "method": request.method or "",
+            "view": view_name,
+            "path": redact(request.path)[:200],
+        },
     )
     context = {"project": grant.project, "grant": grant}
     return render(request, "accounts/support_refused.html", context, status=403)

@@ -17,8 +17,10 @@ from urllib.parse import urlencode
 
 import django_otp
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -143,7 +145,12 @@ def gate_state(user: User) -> dict[str, bool]:
 
 def must_enrol(user: User, ip: str, state: dict[str, bool] | None = None) -> bool:
     """Whether the policy of any of the user's active memberships asks for a second factor
-    from this address ("outside": only when the address is outside the allowed networks)."""
+    from this address ("outside": only when the address is outside the allowed networks).
+    A named support account (the vendor's login, with a password) always must: it has no
+    memberships for a rule to come from. A one-time-link account has no password; the link
+    is its proof."""
+    if user.is_support and user.has_usable_password():
+        return True
     state = state or gate_state(user)
     if state["required"]:
         return True
@@ -182,9 +189,10 @@ OPEN_PREFIXES = ("/api/", "/healthz")
 # With a factor but not yet verified: only the verify step.
 VERIFY_URL_NAMES = ("account:verify", "account:passkey_auth_options", "account:passkey_auth")
 # With no factor, when the policy asks for one: only enrolment (and the verify step, which
-# a person enrolling in two tabs may meet).
+# a person enrolling in two tabs may meet, and the step-up that enrolling needs).
 ENROL_URL_NAMES = (
     *VERIFY_URL_NAMES,
+    "account:step_up",
     "account:two_factor",
     "account:totp",
     "account:passkey_register_options",
@@ -232,11 +240,11 @@ class SecondFactorMiddleware:
 
     @staticmethod
     def _check(request: HttpRequest, user: User) -> HttpResponse | None:
-        # A password someone else chose is replaced first (PasswordChangeRequiredMiddleware,
-        # next in line, allows nothing else); the second factor is asked right after, before
-        # any page. Changing the password needs the current one, and nothing is reachable
-        # with it until the second factor has passed.
-        if user.must_change_password or is_verified(request):
+        # A person with a factor passes it first, even when an owner asked for a new
+        # password (that is what a leaked password calls for): the change page comes after
+        # (PasswordChangeRequiredMiddleware, next in line, lets the verify step through).
+        # A person without one replaces a password someone else chose first, then enrols.
+        if is_verified(request):
             return None
         ip = client_ip(request)
         if _clear_recently(request, user, ip):
@@ -246,6 +254,8 @@ class SecondFactorMiddleware:
             if request.path in _paths(VERIFY_URL_NAMES):
                 return None
             return detour(request, "account:verify")
+        if user.must_change_password:
+            return None
         if must_enrol(user, ip, state):
             if request.path in _paths(ENROL_URL_NAMES):
                 return None
@@ -310,6 +320,18 @@ def record_failure(request: HttpRequest, user: User, method: str, *, step_up: bo
     return bool(lockout.record_second_factor_failure(request, user))
 
 
+@receiver(user_logged_in, dispatch_uid="callvault.accounts.twofactor.password_login")
+def on_password_login(sender: object, request: HttpRequest | None, user: Any, **kw: Any) -> None:
+    """A password just typed at the login page counts as a fresh step-up: enrolling a first
+    factor right after login needs no second password prompt (a person with a factor
+    passes it next anyway). Other logins (a support link, a test's force_login) do not."""
+    if request is None or request.method != "POST":
+        return
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.view_name == "login":
+        stepup.mark(request)
+
+
 def end_locked_session(request: HttpRequest) -> HttpResponse:
     """A lockout in the middle of a login ends it: back to the login page, which says when
     to try again."""
@@ -342,27 +364,44 @@ def passed(
 # --- Authenticator app (TOTP) ---------------------------------------------------------------
 
 
-def pending_totp(user: User) -> TOTPDevice:
-    """The unconfirmed app device being enrolled (made on first view, kept until confirmed)."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
-    if device is None:
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
-    return device
+@transaction.atomic
+def new_pending_totp(user: User) -> TOTPDevice:
+    """A fresh unconfirmed app device (a new secret) for the enrolment page, replacing any
+    earlier unconfirmed one: a secret someone glimpsed on an earlier visit is never the one
+    the person confirms."""
+    TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+    return TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+
+
+def pending_totp(user: User, device_id: Any) -> TOTPDevice | None:
+    """The unconfirmed device the enrolment form was made for, if it is still the current one
+    (a newer visit to the page replaced it)."""
+    try:
+        pk = int(device_id)
+    except (TypeError, ValueError):
+        return None
+    return TOTPDevice.objects.filter(user=user, confirmed=False, pk=pk).first()
 
 
 def check_code(user: User, code: str) -> tuple[str, TOTPDevice | StaticDevice] | None:
     """The method and device a typed code belongs to, when it is right: six digits are an
     app code, anything else a recovery code. Both devices refuse replays (the app keeps the
-    last time step used, a recovery code is deleted) and slow down guessing (throttling)."""
+    last time step used, a recovery code is deleted) and slow down guessing (throttling).
+    Runs in a transaction with the device row locked: two requests with the same code are
+    checked one after the other, so only one passes."""
     typed = "".join(code.split()).replace("-", "").lower()
     if not typed:
         return None
     if typed.isdigit() and len(typed) == 6:
-        device = confirmed_totp(user)
+        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
         if device is not None and device.verify_token(typed):
             return "totp", device
         return None
-    recovery = recovery_device(user)
+    recovery = (
+        StaticDevice.objects.select_for_update()
+        .filter(user=user, name=RECOVERY_DEVICE_NAME)
+        .first()
+    )
     if recovery is not None and recovery.confirmed and recovery.verify_token(typed):
         return "recovery", recovery
     return None

@@ -63,11 +63,11 @@ def safe_next(request: HttpRequest, fallback: str = "home") -> str:
 
 
 def may_change_factors(request: HttpRequest) -> bool:
-    """Factors are managed by a person with none yet, or within a fresh proof (step-up):
-    a borrowed, verified session must not quietly add its own passkey."""
+    """Factors are managed within a fresh proof (step-up; a password login counts): a
+    borrowed session, verified or with no factor yet, must not quietly add its own."""
     user = _user(request)
     if not twofactor.has_second_factor(user):
-        return True
+        return stepup.is_fresh(request)
     return twofactor.is_verified(request) and stepup.is_fresh(request)
 
 
@@ -127,6 +127,12 @@ class CodeForm(forms.Form):
     )
 
 
+class TotpForm(CodeForm):
+    """The first code from the app, for the device (secret) this page showed."""
+
+    device = forms.IntegerField(widget=forms.HiddenInput)
+
+
 def qr_svg(data: str) -> str:
     """The QR code as inline SVG, drawn here: the secret never goes to another host."""
     image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
@@ -137,9 +143,24 @@ def qr_svg(data: str) -> str:
 def totp(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator app: scan (or type) the secret, then prove it with a code."""
     user = _user(request)
-    device = twofactor.pending_totp(user)
-    form = CodeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # Every visit shows a new secret; a post confirms the one its page showed.
+    device = None
+    if request.method == "POST":
+        device = twofactor.pending_totp(user, request.POST.get("device"))
+        if device is None:
+            messages.error(
+                request,
+                _(
+                    "This setup page is out of date (it was opened again elsewhere). "
+                    "Scan the new code below and enter the code the app shows for it."
+                ),
+            )
+    if device is None:
+        device = twofactor.new_pending_totp(user)
+        form = TotpForm(initial={"device": device.pk})
+    else:
+        form = TotpForm(request.POST)
+    if form.is_bound and form.is_valid():
         if twofactor.do_confirm_totp(device, form.cleaned_data["code"]):
             device.refresh_from_db()
             django_otp.login(request, device)

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from callvault.accounts import stepup
 from callvault.accounts.actions import (
     OWNER_ONLY_CAPABILITIES,
     do_add_member,
@@ -377,7 +378,16 @@ def member_reset_password(
 
 class PasswordChangeView(auth_views.PasswordChangeView):
     """Django's password change page, with the change made by do_change_password (audited,
-    and it lifts the must-change-password requirement)."""
+    and it lifts the must-change-password requirement). A wrong current password counts
+    like a wrong step-up password: a borrowed session cannot guess it without limit."""
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        if form.has_error("old_password"):
+            from callvault.accounts import twofactor
+
+            if twofactor.record_failure(self.request, form.user, "password_change", step_up=True):
+                return twofactor.end_locked_session(self.request)
+        return super().form_invalid(form)
 
     def form_valid(self, form: Any) -> HttpResponse:
         try:
@@ -386,4 +396,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
             apply_field_errors(form, exc, {"password": "new_password1"})
             return self.form_invalid(form)
         update_session_auth_hash(self.request, form.user)
+        # The current password was just proved: enrolling a first factor next (a person
+        # without one changes a password someone else chose first) needs no second prompt.
+        stepup.mark(self.request)
         return HttpResponseRedirect(self.get_success_url())

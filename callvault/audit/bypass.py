@@ -136,7 +136,9 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         "guard_guardsettings",
         "guard_settings",
         "project_id",
-        sealed_columns=("webhook_secret_sealed",),
+        # The webhook address may carry a chat bot's token in its path: a write outside the
+        # application records that it changed, never the address.
+        sealed_columns=("webhook_secret_sealed", "webhook_url"),
         resealed_by="guard.GuardSettings.webhook_secret_sealed",
     ),
     AuditedTable("guard_quotarule", "quota_rule", "project_id"),

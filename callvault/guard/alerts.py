@@ -326,9 +326,9 @@ def _counter(member: Membership, name: str, minute: int) -> str:
 
 
 class Counts:
-    """One member's per-minute counts of one kind, read in one go and bumped by one."""
+    """One member's per-minute counts of one kind, read in one go and bumped by `n`."""
 
-    def __init__(self, member: Membership, name: str, first: int, last: int) -> None:
+    def __init__(self, member: Membership, name: str, first: int, last: int, n: int = 1) -> None:
         keys = {_counter(member, name, m): m for m in range(first, last + 1)}
         found = cache.get_many(list(keys))
         self.by_minute = {keys[k]: int(v) for k, v in found.items()}
@@ -336,14 +336,14 @@ class Counts:
         # incr is atomic on Redis; on the database cache it is a read and a write, so two
         # requests of one member at the same instant may count as one (accepted: the quotas,
         # not the alerts, are what stops a leak).
-        if key in found or not cache.add(key, 1, COUNTER_TTL):
+        if key in found or not cache.add(key, n, COUNTER_TTL):
             try:
-                self.by_minute[last] = int(cache.incr(key))
+                self.by_minute[last] = int(cache.incr(key, n))
             except ValueError:  # expired in between
-                cache.set(key, 1, COUNTER_TTL)
-                self.by_minute[last] = 1
+                cache.set(key, n, COUNTER_TTL)
+                self.by_minute[last] = n
         else:
-            self.by_minute[last] = 1
+            self.by_minute[last] = n
 
     def since(self, first: int) -> int:
         """The count from minute `first` on."""
@@ -368,10 +368,11 @@ def now() -> datetime:
     return timezone.now()
 
 
-def observe(member: Membership, kind: str) -> None:
-    """One action of a member worth watching (kind: card_open, reveal, search, call,
-    export, or any other activity as "activity"): the burst, outside-hours and anomaly rules
-    look at it. Called by the quota counting and the exports.
+def observe(member: Membership, kind: str, n: int = 1) -> None:
+    """One action (or `n` at once: an export's numbers) of a member worth watching (kind:
+    card_open, reveal, search, call, export, or any other activity as "activity"): the
+    burst, outside-hours and anomaly rules look at it. Called by the quota counting and the
+    exports.
 
     Owners are not watched: the alerts are theirs, and the base is theirs to read.
     """
@@ -382,7 +383,7 @@ def observe(member: Membership, kind: str) -> None:
     minute = _minute(at)
     outside = conf.rules.get(AlertKind.OUTSIDE_HOURS)
     if outside and outside.enabled and not is_working_time(conf, at):
-        _outside_hours(member, kind, outside, conf, at, minute)
+        _outside_hours(member, kind, outside, conf, at, minute, n)
     burst_kind = BURSTS.get(kind)
     burst = conf.rules.get(burst_kind) if burst_kind else None
     anomaly = conf.rules.get(AlertKind.ANOMALY) if kind in PACED else None
@@ -393,7 +394,7 @@ def observe(member: Membership, kind: str) -> None:
         starts.append(minute - minute % 60)
     if not starts:
         return
-    counts = Counts(member, kind, min(starts), minute)
+    counts = Counts(member, kind, min(starts), minute, n)
     if burst_kind and burst and burst.enabled:
         count = counts.since(minute - burst.window + 1)
         if count >= burst.threshold and _fire_once(member, burst_kind, burst.window, minute):
@@ -404,9 +405,15 @@ def observe(member: Membership, kind: str) -> None:
 
 
 def _outside_hours(
-    member: Membership, kind: str, rule: RuleConf, conf: AlertConfig, at: datetime, minute: int
+    member: Membership,
+    kind: str,
+    rule: RuleConf,
+    conf: AlertConfig,
+    at: datetime,
+    minute: int,
+    n: int = 1,
 ) -> None:
-    count = Counts(member, "outside", minute - rule.window + 1, minute).since(0)
+    count = Counts(member, "outside", minute - rule.window + 1, minute, n).since(0)
     if count >= rule.threshold and _fire_once(member, AlertKind.OUTSIDE_HOURS, rule.window, minute):
         local = at.astimezone(_zone(conf.zone))
         # Kept as the English msgid: notices.describe translates it for each reader.
@@ -536,6 +543,7 @@ def webhook_body(notice: SecurityNotice) -> bytes:
         text = notices.describe(notice)
     path = timeline_path(notice)
     body = {
+        "id": notice.pk,  # the same notice delivered twice (a retry) carries the same id
         "project": notice.project.slug,
         "kind": notice.kind,
         "text": text,
@@ -564,7 +572,8 @@ notices.add_deliverer(deliver_to_webhook)
 @task()
 def send_webhook(notice_id: int) -> bool:
     """POST one notice to the project's webhook, signed; a few tries on network errors and
-    5xx/429 answers. True when the receiver took it."""
+    5xx/429 answers (a redirect, like any other 3xx or 4xx, is final: not followed). True
+    when the receiver took it (2xx)."""
     notice = SecurityNotice.objects.select_related("project", "user").filter(pk=notice_id).first()
     guard = GuardSettings.objects.filter(project_id=notice.project_id).first() if notice else None
     if notice is None or guard is None or not guard.webhook_url:
@@ -594,6 +603,26 @@ def send_webhook(notice_id: int) -> bool:
     return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would repeat a POST answered 301/302/303 as a GET
+    without the body (and count that GET's 200 as delivered), or send the signed alert to
+    wherever the answer points. A 3xx is the receiver's answer, a final failure."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> None:
+        return None  # urllib then raises HTTPError with the 3xx code
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(url: str, body: bytes, secret: str) -> int | None:
     timestamp = str(int(clock.time()))
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "callvault"}
@@ -602,7 +631,7 @@ def _post(url: str, body: bytes, secret: str) -> int | None:
         headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)

@@ -46,6 +46,7 @@ from callvault.guard.exports import (
     filters_form,
     kinds_for,
     plan_for,
+    still_allowed,
     submitted_filters,
 )
 from callvault.guard.models import ExportJob, QuotaKind
@@ -126,10 +127,12 @@ def start_export(
 
 def _charge_reveals(member: Membership, plan: Plan, form: ExportForm) -> bool:
     """Each number opened in the file counts against the member's reveal quota, as a reveal
-    on the card would: the file must not be the way around it. Refused past the quota."""
+    on the card would: the file must not be the way around it. Refused past the quota. One
+    charge of all the numbers (not one per number: an export may open 10^5 of them)."""
+    if not plan.phones:
+        return True
     try:
-        for _number in range(plan.phones):
-            quotas.charge(member, QuotaKind.REVEAL)
+        quotas.charge(member, QuotaKind.REVEAL, n=plan.phones)
     except quotas.QuotaExceeded as exc:
         form.add_error(
             "reveal",
@@ -164,6 +167,11 @@ def export_download(request: HttpRequest, project_slug: str, job_id: int) -> Htt
         raise Http404
     if not stepup.is_fresh(request, stepup.minutes_for(project_slug)):
         return stepup.step_up_response(request)
+    if job.state == ExportJob.State.READY and not still_allowed(job, member):
+        # Made while the member could; a right taken away since also takes the file away.
+        withdraw(job)
+        job.refresh_from_db()
+        return _gone(request, member, job)
     if not claim_download(job.pk, member):
         job.refresh_from_db()
         return _gone(request, member, job)
@@ -186,6 +194,17 @@ def export_download(request: HttpRequest, project_slug: str, job_id: int) -> Htt
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def withdraw(job: ExportJob) -> None:
+    """A ready file the member may no longer have: deleted, and the job failed."""
+    if job.file_name:
+        path = export_dir() / job.file_name
+        if path.name == job.file_name:
+            path.unlink(missing_ok=True)
+    ExportJob.objects.filter(pk=job.pk, state=ExportJob.State.READY).update(
+        state=ExportJob.State.FAILED, error="the member may no longer have this export"
+    )
 
 
 def _gone(request: HttpRequest, member: Membership, job: ExportJob) -> HttpResponse:

@@ -484,6 +484,15 @@ def do_start_export(
     return job
 
 
+def still_allowed(job: ExportJob, member: Membership) -> bool:
+    """Whether the member may still have this export as it was made: its kind among what
+    they may export now, and numbers only while they may see numbers. An owner who took a
+    right away after the export was asked for stops the file being made or downloaded."""
+    if job.kind not in kinds_for(member):
+        return False
+    return not (job.params or {}).get("reveal") or member.can_see_phones
+
+
 def claim_download(job_id: int, member: Membership) -> bool:
     """Take the member's ready export for its one download: a conditional UPDATE from
     ready to downloaded, so of two simultaneous attempts exactly one wins."""
@@ -528,12 +537,16 @@ def write_file(job: ExportJob, member: Membership) -> tuple[str, int]:
         final = export_dir() / name
         partial = final.with_suffix(".part")
         lines = 0
-        with partial.open("w", encoding="utf-8", newline="") as out:
-            partial.chmod(0o600)
-            for line in csv_lines(plan, job, member):
-                out.write(line)
-                lines += 1
-        partial.replace(final)
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                partial.chmod(0o600)
+                for line in csv_lines(plan, job, member):
+                    out.write(line)
+                    lines += 1
+            partial.replace(final)
+        finally:
+            # A failed write must not leave its half (maybe with numbers) on the disk.
+            partial.unlink(missing_ok=True)
     return name, lines - 2
 
 

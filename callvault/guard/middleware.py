@@ -64,11 +64,12 @@ def quota_reached_response(request: HttpRequest, exc: QuotaExceeded) -> HttpResp
     return response
 
 
-def api_quota_refusal(key: ApiKey) -> HttpResponse | None:
-    """Charge one API read to the key: None when it may go on, else the 429 JSON answer
-    (with Retry-After) that the endpoint returns instead of the data."""
+def api_quota_refusal(key: ApiKey, n: int = 1) -> HttpResponse | None:
+    """Charge `n` API reads (one by default; a page of orders: one per order) to the key:
+    None when it may go on, else the 429 JSON answer (with Retry-After) that the endpoint
+    returns instead of the data."""
     try:
-        charge(None, QuotaKind.API_READ, api_key=key)
+        charge(None, QuotaKind.API_READ, api_key=key, n=n)
     except QuotaExceeded as exc:
         body = {
             "detail": f"API read quota reached: at most {exc.limit} a minute for this key",

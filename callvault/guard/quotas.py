@@ -195,26 +195,27 @@ def counter_key(project_id: int, who: str, kind: str, window: Window) -> str:
     return f"cv:quota:{project_id}:{who}:{kind}:{int(window.start.timestamp())}"
 
 
-def count_one(key: str, timeout: int) -> int:
-    """Add one to the counter and return its new value, atomically across processes."""
+def count_one(key: str, timeout: int, n: int = 1) -> int:
+    """Add `n` (one by default) to the counter and return its new value, atomically across
+    processes."""
     backend = caches["default"]
     if isinstance(backend, DatabaseCache):
-        return _count_in_database(backend, key, timeout)
-    return _count_in_cache(backend, key, timeout)
+        return _count_in_database(backend, key, timeout, n)
+    return _count_in_cache(backend, key, timeout, n)
 
 
-def _count_in_cache(backend: BaseCache, key: str, timeout: int) -> int:
-    # Redis: INCR is atomic and keeps the key's expiry; locmem increments under its lock.
+def _count_in_cache(backend: BaseCache, key: str, timeout: int, n: int = 1) -> int:
+    # Redis: INCRBY is atomic and keeps the key's expiry; locmem increments under its lock.
     for _attempt in range(3):
         backend.add(key, 0, timeout)
         try:
-            return int(backend.incr(key))
+            return int(backend.incr(key, n))
         except ValueError:  # expired between add and incr: start it again
             continue
     raise RuntimeError("quota counter keeps expiring")
 
 
-def _count_in_database(backend: DatabaseCache, key: str, timeout: int) -> int:
+def _count_in_database(backend: DatabaseCache, key: str, timeout: int, n: int = 1) -> int:
     db = router.db_for_write(backend.cache_model_class)
     connection = connections[db]
     quote = connection.ops.quote_name
@@ -230,7 +231,7 @@ def _count_in_database(backend: DatabaseCache, key: str, timeout: int) -> int:
             # row exists to be locked.
             backend.add(key, 0, timeout)
             cursor.execute(sql + lock, [row_key])
-        count = int(backend.get(key, 0)) + 1
+        count = int(backend.get(key, 0)) + n
         backend.set(key, count, timeout)
     return count
 
@@ -259,12 +260,17 @@ def breach_margin(limit: int) -> int:
     return max(BREACH_MIN_ATTEMPTS, math.ceil(limit * BREACH_SHARE))
 
 
-def charge(member: Membership | None, kind: str, *, api_key: ApiKey | None = None) -> None:
-    """Count one action against the quota that applies (a member's, or an API key's for
-    api_read); raise QuotaExceeded when it would go past it, and then the action must not
-    happen. Without a rule the action is unlimited and not counted. Call it outside any
+def charge(
+    member: Membership | None, kind: str, *, api_key: ApiKey | None = None, n: int = 1
+) -> None:
+    """Count `n` actions (one by default: a page of orders counts each order, an export
+    each number it opens) against the quota that applies (a member's, or an API key's for
+    api_read); raise QuotaExceeded when they would go past it, and then none of them may
+    happen. Without a rule the actions are unlimited and not counted. Call it outside any
     transaction of the action: a rolled-back caller would also roll back the refusal's
     record, notice and suspension."""
+    if n < 1:
+        raise ValueError("charge counts at least one action")
     if api_key is not None:
         rule, project, who = key_rule(api_key, kind), api_key.project, f"k{api_key.pk}"
     elif member is not None:
@@ -277,14 +283,14 @@ def charge(member: Membership | None, kind: str, *, api_key: ApiKey | None = Non
         at = now()
         window = window_of(kind, at, project_zone(project.time_zone))
         timeout = window.seconds_left(at) + 60
-        count = count_one(counter_key(project.pk, who, kind, window), timeout)
+        count = count_one(counter_key(project.pk, who, kind, window), timeout, n)
         if count > rule.limit:
-            refuse(member, kind, rule.limit, count, api_key=api_key)
+            refuse(member, kind, rule.limit, count, api_key=api_key, n=n)
             raise QuotaExceeded(kind, rule.limit, count, retry_after=window.seconds_left(at))
     if member is not None:
         from callvault.guard import alerts  # alerts may read quotas: import at use
 
-        alerts.observe(member, kind)
+        alerts.observe(member, kind, n)
 
 
 def _who(member: Membership | None, api_key: ApiKey | None) -> str:
@@ -296,10 +302,18 @@ def _who(member: Membership | None, api_key: ApiKey | None) -> str:
 
 @transaction.atomic
 def refuse(
-    member: Membership | None, kind: str, limit: int, count: int, *, api_key: ApiKey | None
+    member: Membership | None,
+    kind: str,
+    limit: int,
+    count: int,
+    *,
+    api_key: ApiKey | None,
+    n: int = 1,
 ) -> None:
-    """Record a refused attempt; the first in a window alerts the owners, and a hard breach
-    suspends the member when the project asks for it."""
+    """Record a refused attempt (of `n` actions, the counter now at `count`); the first in
+    a window alerts the owners, and a hard breach suspends the member when the project asks
+    for it."""
+    before = count - n  # the counter is atomic: exactly one request moves it across a mark
     project_id = api_key.project_id if api_key is not None else member.project_id  # type: ignore[union-attr]
     who = _who(member, api_key)
     event = record_event(
@@ -313,7 +327,7 @@ def refuse(
     with translation.override("en"):  # notices.describe translates it for each reader
         label = str(QuotaKind(kind).label)
     user_id = member.user_id if member is not None else None
-    if count == limit + 1:  # the counter is atomic: exactly one request sees this
+    if before <= limit:  # the window's first refusal
         notify_owners(
             project_id,
             "quota_reached",
@@ -321,7 +335,9 @@ def refuse(
             event_id=event.pk,
             user_id=user_id,
         )
-    if member is not None and count - limit == breach_margin(limit) and may_suspend(member):
+    margin = breach_margin(limit)
+    crossed = before - limit < margin <= count - limit
+    if member is not None and crossed and may_suspend(member):
         do_suspend_member(member, kind=kind, limit=limit, count=count)
 
 

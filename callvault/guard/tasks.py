@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 
+from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
+from django.db import connections, router
 from django.utils import timezone
 from django_tasks import task
 
 from callvault.accounts.models import Membership
-from callvault.guard.exports import expire_old_files, write_file
+from callvault.guard.exports import expire_old_files, still_allowed, write_file
 from callvault.guard.models import ExportJob
 
 log = logging.getLogger(__name__)
@@ -21,7 +24,8 @@ def make_export(job_id: int) -> int:
 
     The job is claimed with a conditional UPDATE from queued to running, so a task run
     twice writes the file once. The member's rights are checked again: an owner who took
-    the capability away in the meantime stops the export."""
+    the capability, the kind's right or the numbers away in the meantime stops the export
+    (and the download checks them once more)."""
     claimed = ExportJob.objects.filter(pk=job_id, state=ExportJob.State.QUEUED).update(
         state=ExportJob.State.RUNNING
     )
@@ -38,7 +42,7 @@ def make_export(job_id: int) -> int:
             .first()
         )
     )
-    if member is None or (job.params.get("reveal") and not member.can_see_phones):
+    if member is None or not still_allowed(job, member):
         _fail(job, "the member may no longer make this export")
         return 0
     try:
@@ -64,3 +68,23 @@ def _fail(job: ExportJob, error: str) -> None:
 def expire_exports() -> int:
     """Expire exports nobody downloaded within a day and delete their files (maintenance)."""
     return expire_old_files()
+
+
+@task()
+def purge_expired_cache_rows() -> int:
+    """Delete the database cache's expired rows (maintenance); the number deleted.
+
+    Django's DatabaseCache deletes expired rows only when it culls, so the quota counters'
+    past windows would pile up toward MAX_ENTRIES (and a cull then also drops live ones).
+    Nothing to do when the cache is Redis (it expires keys itself)."""
+    backend = caches["default"]
+    if not isinstance(backend, DatabaseCache):
+        return 0
+    db = router.db_for_write(backend.cache_model_class)
+    connection = connections[db]
+    table = connection.ops.quote_name(backend._table)  # type: ignore[attr-defined]
+    expires = connection.ops.quote_name("expires")
+    now = connection.ops.adapt_datetimefield_value(timezone.now().replace(microsecond=0))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {expires} < %s", [now])  # noqa: S608
+        return int(cursor.rowcount)

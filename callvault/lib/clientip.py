@@ -1,9 +1,10 @@
 """The one function that decides a request's client address.
 
-The allow-lists, lockouts, rate limits and the audit trail all call `client_ip`. Forwarding
-headers are believed only when the direct peer is a configured trusted proxy; then the
-right-most address that is not itself a trusted proxy is the client (anything to its left
-was written by the client and can be forged).
+The allow-lists, lockouts, rate limits and the audit trail all call `client_ip`. The one
+configured forwarding header (`FORWARDED_HEADER`: X-Forwarded-For or Forwarded, never both)
+is believed only when the direct peer is a configured trusted proxy; then the right-most
+address that is not itself a trusted proxy is the client (anything to its left was written
+by the client and can be forged).
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ def _is_trusted(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
 
 
 def _forwarded_chain(request: HttpRequest) -> list[str]:
-    """Hops named by Forwarded (RFC 7239) if present, else X-Forwarded-For, left to right."""
-    forwarded = request.META.get("HTTP_FORWARDED", "")
-    hops: list[str] = []
-    if forwarded:
-        for element in forwarded.split(","):
+    """Hops named by the one configured header (FORWARDED_HEADER), left to right.
+
+    Only that header is read: a proxy that overwrites X-Forwarded-For usually passes the
+    client's own `Forwarded` through untouched, so reading "whichever is present" would let
+    any client pick its address.
+    """
+    if settings.FORWARDED_HEADER.lower() == "forwarded":
+        hops: list[str] = []
+        for element in str(request.META.get("HTTP_FORWARDED", "")).split(","):
             for pair in element.split(";"):
                 key, _, value = pair.partition("=")
                 if key.strip().lower() == "for":

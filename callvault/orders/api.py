@@ -258,7 +258,9 @@ def _readable(request: HttpRequest) -> ApiKey:
     "/orders",
     response={200: OrderPage, 401: ErrorOut, 403: ErrorOut, 429: ErrorOut},
     summary="List orders",
-    description="Newest first, 1-200 a page; pass `next_after` back as `before` for the next page.",
+    description="Newest first, 1-200 a page; pass `next_after` back as `before` for the next "
+    "page. Each order returned counts as one read against the key's quota (an empty page as "
+    "one): a page that would go past it answers 429.",
 )
 def list_orders(
     request: HttpRequest,
@@ -269,8 +271,6 @@ def list_orders(
     limit: int = 50,
 ) -> OrderPage | HttpResponse:
     key = _readable(request)
-    if (refused := api_quota_refusal(key)) is not None:
-        return refused
     limit = max(1, min(limit, 200))
     qs = Order.objects.for_api_key(key)
     if status:
@@ -288,6 +288,9 @@ def list_orders(
     )
     more = len(page) > limit
     page = page[:limit]
+    # Each order returned is one read: a page of 200 must not cost what one order does.
+    if (refused := api_quota_refusal(key, n=max(1, len(page)))) is not None:
+        return refused
     return OrderPage(
         items=[_order_out(o) for o in page], next_after=page[-1].pk if more and page else None
     )
@@ -330,8 +333,8 @@ def get_order(request: HttpRequest, order_id: int) -> OrderOut | HttpResponse:
         422: ErrorOut,
     },
     summary="Change an order's status",
-    description="Answers with the order (200) when the key may also read orders, else with "
-    "204 No Content.",
+    description="Answers with the order (200) when the key may also read orders and its read "
+    "quota allows one more read (the order counts as one), else with 204 No Content.",
 )
 def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> OrderOut | Reply[None]:
     key = _key(request)
@@ -356,5 +359,8 @@ def change_status(request: HttpRequest, order_id: int, payload: StatusIn) -> Ord
     if not key.can_read_orders:
         # The answer is a read: without this, posting the status an order already has
         # would let a key that may only move statuses read every order of its project.
+        return Reply(204, None)
+    if api_quota_refusal(key) is not None:
+        # The change is made; only the read it would carry is refused by the quota.
         return Reply(204, None)
     return _order_out(_get_order(key, order_id))

@@ -108,13 +108,21 @@ def render_card(
     revealed: str | None = None,
     error: str = "",
     forms: dict[str, Any] | None = None,
+    renew_hold: bool = False,
 ) -> HttpResponse:
-    """The card with its work forms; `forms` carries a submitted form back with its errors.
+    """The card with its work forms; `forms` carries a submitted form back with its errors;
+    `renew_hold`: opening the card renews the operator's hold on the order.
 
     Every showing of the card is a recorded read, also after a failed save: otherwise a
-    rejected POST would be a way to read an order without leaving a trace.
+    rejected POST would be a way to read an order without leaving a trace. For the same
+    reason every showing counts against the cards-per-hour quota, charged before the read
+    is recorded: past the quota QuotaExceeded (the 429 page) and no card, no order.view.
     """
-    if revealed is None:  # a reveal records itself, as phone.reveal
+    if revealed is None:  # a reveal records itself, as phone.reveal, and is charged as one
+        quotas.charge(member, QuotaKind.CARD_OPEN)
+    if renew_hold:
+        extend_hold(order, member)
+    if revealed is None:
         record_event(
             "order.view",
             project_id=order.project_id,
@@ -176,9 +184,7 @@ def order_card(request: HttpRequest, project_slug: str, order_id: int) -> HttpRe
             object_id=order_id,
         )
         raise
-    quotas.charge(member, QuotaKind.CARD_OPEN)  # past the quota: the 429 page, no card
-    extend_hold(order, member)
-    return render_card(request, member, order)
+    return render_card(request, member, order, renew_hold=True)  # charged: past it, the 429
 
 
 @login_required

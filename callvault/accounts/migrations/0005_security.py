@@ -34,14 +34,10 @@ def install_triggers(apps, schema_editor):
     bypass.reinstall(schema_editor, "accounts_user", *NEW_TABLES)
 
 
-def uninstall_user_triggers(apps, schema_editor):
-    # SQLite refuses to drop a column its triggers name.
-    bypass.uninstall(schema_editor, "accounts_user")
-
-
 def uninstall_triggers(apps, schema_editor):
-    bypass.uninstall(schema_editor, *NEW_TABLES)
-    bypass.reinstall(schema_editor, "accounts_user")
+    # SQLite refuses to drop a column its triggers name: the accounts_user triggers go too,
+    # and the first operation puts them back once the new columns are gone.
+    bypass.uninstall(schema_editor, "accounts_user", *NEW_TABLES)
 
 
 def reinstall_user_triggers(apps, schema_editor):

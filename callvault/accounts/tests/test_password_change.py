@@ -118,3 +118,16 @@ def test_the_action_checks_the_policy_itself(operator):
     assert set(exc.value.errors) == {"new_password1"}
     operator.user.refresh_from_db()
     assert operator.user.check_password(PASSWORD)
+
+
+def test_wrong_current_passwords_are_counted_and_the_lockout_ends_the_session(operator):
+    client = logged_in("bob")
+    for _ in range(4):
+        assert change(client, "not my password", NEW_PASSWORD).status_code == 200
+    failed = AuditEvent.objects.filter(action="auth.step_up_failed")
+    assert failed.count() == 4
+    assert all(e.extra["method"] == "password_change" for e in failed)
+    response = change(client, "not my password", NEW_PASSWORD)
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
+    assert client.get(URL)["Location"].startswith("/accounts/login/")
+    assert not password_login(Client(), "bob", PASSWORD)  # locked out now

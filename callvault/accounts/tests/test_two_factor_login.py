@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -13,7 +12,7 @@ from callvault.accounts import stepup, twofactor
 from callvault.accounts.allowlist import do_add_network
 from callvault.accounts.models import AllowedNetwork, Membership, RolePolicy, TwoFactorRule
 from callvault.accounts.policy import do_update_role_policy
-from callvault.accounts.tests.test_two_factor_totp import code_for, enrol, wrong
+from callvault.accounts.tests.test_two_factor_totp import code_for, enrol, fresh, wrong
 from callvault.audit.models import AuditEvent
 from conftest import PASSWORD, login
 
@@ -154,9 +153,11 @@ def test_an_optional_policy_sends_nobody_to_enrol(operator: Membership):
 def test_a_member_who_must_enrol_can_do_nothing_else_first(operator: Membership):
     require(operator, TwoFactorRule.REQUIRED)
     client = login(operator)
-    for url in ("/", "/p/alpha/orders/mine/", "/accounts/password_change/", "/accounts/step-up/"):
+    for url in ("/", "/p/alpha/orders/mine/", "/accounts/password_change/"):
         assert sent_to(client.get(url), ENROL), url
-    page = client.get(ENROL)
+    # The step-up that enrolling asks for stays reachable (no back and forth).
+    assert client.get("/accounts/step-up/").status_code == 200
+    page = fresh(client).get(ENROL)
     assert page.status_code == 200 and page.context["required"]
     # Enrolling through the pages opens the rest.
     device, codes = enrol(client)
@@ -200,12 +201,10 @@ def must_change(member: Membership) -> None:
     member.user.save(update_fields=["must_change_password"])
 
 
-@pytest.mark.parametrize("has_app", [True, False])
-def test_a_password_someone_else_chose_is_changed_first_then_the_second_factor(
-    operator: Membership, has_app: bool
+def test_without_a_factor_a_password_someone_else_chose_is_changed_first_then_enrolment(
+    operator: Membership,
 ):
     require(operator, TwoFactorRule.REQUIRED)
-    device = with_app(operator) if has_app else None
     must_change(operator)
     client = Client()
     client.post("/accounts/login/", {"username": "bob", "password": PASSWORD})
@@ -216,11 +215,67 @@ def test_a_password_someone_else_chose_is_changed_first_then_the_second_factor(
         {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
     )
     assert changed.status_code == 302
-    # Then the second factor, before anything else.
-    assert sent_to(client.get("/p/alpha/orders/mine/"), VERIFY if has_app else ENROL)
-    if device is not None:
-        assert sent_to(client.post(VERIFY, {"code": code_for(device, 1)}), "/")
-        assert client.get("/p/alpha/orders/mine/").status_code == 200
+    # Then enrolment, before anything else, with no second password prompt.
+    assert sent_to(client.get("/p/alpha/orders/mine/"), ENROL)
+    assert client.get(ENROL).status_code == 200
+
+
+def test_with_a_factor_the_second_factor_comes_before_a_required_password_change(
+    operator: Membership,
+):
+    require(operator, TwoFactorRule.REQUIRED)
+    device = with_app(operator)
+    must_change(operator)
+    client = Client()
+    client.post("/accounts/login/", {"username": "bob", "password": PASSWORD})
+    # Someone holding only the leaked password cannot set a new one.
+    for url in ("/p/alpha/orders/mine/", "/accounts/password_change/"):
+        assert sent_to(client.get(url), VERIFY), url
+    new = "bob's own long passphrase 2026"
+    refused = client.post(
+        "/accounts/password_change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+    assert sent_to(refused, VERIFY)
+    operator.user.refresh_from_db()
+    assert operator.user.must_change_password and operator.user.check_password(PASSWORD)
+    # The verify step is reachable while the change is required; then the change page.
+    assert client.get(VERIFY).status_code == 200
+    assert sent_to(client.post(VERIFY, {"code": code_for(device, 1)}), "/")
+    assert sent_to(client.get("/p/alpha/orders/mine/"), "/accounts/password_change/")
+    changed = client.post(
+        "/accounts/password_change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+    assert changed.status_code == 302
+    assert client.get("/p/alpha/orders/mine/").status_code == 200
+
+
+def test_a_named_support_account_with_a_password_must_use_a_second_factor(owner: Membership):
+    from callvault.accounts.actions import do_change_password
+    from callvault.accounts.support import do_create_support_account
+    from callvault.accounts.tests.test_support_access import grant_named
+
+    account = do_create_support_account("vendor-kim", PASSWORD, first_name="Kim")
+    account = do_change_password(account, "kim's own vendor passphrase 2026")
+    grant_named(owner, account)
+    # No project rule asks it (it has no memberships); being a named account does.
+    assert twofactor.must_enrol(account, "127.0.0.1")
+    client = Client()
+    client.force_login(account)
+    assert sent_to(client.get("/p/alpha/orders/"), ENROL)
+
+
+def test_a_one_time_link_account_without_a_password_is_not_asked_for_a_factor(owner: Membership):
+    from callvault.accounts.tests.test_support_access import enter_by_link, grant_link
+
+    grant, token = grant_link(owner)
+    client, _response = enter_by_link(token)
+    grant.refresh_from_db()
+    account = grant.user
+    assert account is not None and account.is_support and not account.has_usable_password()
+    assert not twofactor.must_enrol(account, "127.0.0.1")
+    assert client.get("/p/alpha/orders/").status_code == 200
 
 
 def test_repeated_wrong_codes_end_the_half_done_login(owner: Membership, settings: Any):

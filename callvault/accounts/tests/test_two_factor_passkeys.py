@@ -16,7 +16,15 @@ from django.test import Client
 
 from callvault.accounts.models import Membership, WebAuthnCredential
 from callvault.audit.models import AuditEvent
-from conftest import login
+from conftest import PASSWORD, password_login
+
+
+def login(member: Membership) -> Client:
+    """Logged in through the login form: the password counts as a fresh proof (step-up)."""
+    client = Client()
+    assert password_login(client, member.user.username, PASSWORD)
+    return client
+
 
 BASE = "/accounts/two-factor/passkeys"
 

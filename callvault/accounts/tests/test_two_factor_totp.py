@@ -12,10 +12,10 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from callvault.accounts import twofactor
+from callvault.accounts import stepup, twofactor
 from callvault.accounts.models import Membership
 from callvault.audit.models import AuditEvent
-from conftest import login
+from conftest import PASSWORD, login, password_login
 
 PAGE = "/accounts/two-factor/"
 APP = "/accounts/two-factor/app/"
@@ -34,11 +34,25 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
+def fresh(client: Client) -> Client:
+    """The person has just proved who they are (as a password login does)."""
+    session = client.session
+    session[stepup.SESSION_KEY] = time.time()
+    session.save()
+    return client
+
+
+def open_app_page(client: Client) -> TOTPDevice:
+    """Open the enrolment page (within a fresh proof); the device it shows."""
+    response = fresh(client).get(APP)
+    assert response.status_code == 200
+    return TOTPDevice.objects.get(confirmed=False, pk=response.context["form"].initial["device"])
+
+
 def enrol(client: Client) -> tuple[TOTPDevice, list[str]]:
     """Set up the app through the pages; returns the device and the recovery codes shown."""
-    client.get(APP)
-    device = TOTPDevice.objects.get(confirmed=False)
-    response = client.post(APP, {"code": code_for(device)})
+    device = open_app_page(client)
+    response = client.post(APP, {"code": code_for(device), "device": device.pk})
     assert response.status_code == 200, response.content
     device.refresh_from_db()
     return device, list(response.context["codes"])
@@ -52,7 +66,7 @@ def test_anonymous_visitors_are_sent_to_login(db):
 
 
 def test_the_page_draws_the_qr_code_itself_and_shows_the_key(operator: Membership):
-    response = login(operator).get(APP)
+    response = fresh(login(operator)).get(APP)
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     page = response.content.decode()
@@ -67,9 +81,8 @@ def test_the_page_draws_the_qr_code_itself_and_shows_the_key(operator: Membershi
 
 def test_a_wrong_code_does_not_confirm_the_app(operator: Membership):
     client = login(operator)
-    client.get(APP)
-    device = TOTPDevice.objects.get()
-    response = client.post(APP, {"code": wrong(code_for(device))})
+    device = open_app_page(client)
+    response = client.post(APP, {"code": wrong(code_for(device)), "device": device.pk})
     assert response.status_code == 200
     assert response.context["form"].errors["code"]
     device.refresh_from_db()
@@ -97,9 +110,8 @@ def test_the_right_code_confirms_the_app_and_shows_ten_codes_once(operator: Memb
 
 def test_the_codes_answer_is_not_cached(operator: Membership):
     client = login(operator)
-    client.get(APP)
-    device = TOTPDevice.objects.get()
-    response = client.post(APP, {"code": code_for(device)})
+    device = open_app_page(client)
+    response = client.post(APP, {"code": code_for(device), "device": device.pk})
     assert response["Cache-Control"] == "no-store"
 
 
@@ -115,7 +127,7 @@ def test_new_recovery_codes_make_the_old_ones_die(operator: Membership):
 
 
 def test_recovery_codes_need_an_app_or_passkey_first(operator: Membership):
-    assert login(operator).post(CODES).status_code == 404
+    assert fresh(login(operator)).post(CODES).status_code == 404
     assert not StaticToken.objects.exists()
 
 
@@ -177,3 +189,42 @@ def test_no_event_holds_the_key_or_a_code(operator: Membership):
     secrets = [device.key, b32encode(device.bin_key).decode(), *codes, *new_codes]
     for secret in secrets:
         assert secret.lower() not in dumped
+
+
+def test_every_visit_shows_a_new_secret_and_an_old_page_cannot_confirm(operator: Membership):
+    client = login(operator)
+    glimpsed = open_app_page(client)
+    device = open_app_page(client)
+    assert device.pk != glimpsed.pk and device.key != glimpsed.key
+    assert TOTPDevice.objects.filter(user=operator.user).count() == 1
+    # Someone who saw the first page (or a stale tab) cannot confirm the glimpsed secret.
+    stale = client.post(
+        APP, {"code": code_for(glimpsed), "device": glimpsed.pk}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert stale.status_code == 200
+    assert "out of date" in stale.content.decode()
+    assert not TOTPDevice.objects.filter(confirmed=True).exists()
+    # The page now shows yet another secret, and that one confirms.
+    current = TOTPDevice.objects.get(user=operator.user, confirmed=False)
+    assert current.pk not in (glimpsed.pk, device.pk)
+    done = client.post(APP, {"code": code_for(current), "device": current.pk})
+    assert done.status_code == 200 and len(done.context["codes"]) == 10
+    current.refresh_from_db()
+    assert current.confirmed
+
+
+def test_a_first_factor_also_needs_a_fresh_proof(operator: Membership):
+    client = login(operator)  # a session whose password was not just typed
+    for url in (PAGE, APP):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(
+            "/accounts/step-up/"
+        ), url
+    assert not TOTPDevice.objects.exists()
+
+
+def test_a_password_login_counts_as_the_fresh_proof_for_enrolling(operator: Membership):
+    client = Client()
+    assert password_login(client, "bob", PASSWORD)
+    assert stepup.SESSION_KEY in client.session
+    assert client.get(APP).status_code == 200

@@ -22,7 +22,7 @@ from django.test import Client
 from callvault.accounts.actions import do_create_user
 from callvault.accounts.models import ApiKey, Membership, SupportGrant
 from callvault.audit.models import AuditEvent
-from callvault.lib.fakephones import AREA_CODES, STYLES, fake_phone_numbers
+from callvault.lib.fakephones import AREA_CODES, STYLES, fake_phone, fake_phone_numbers
 from callvault.orders.actions import do_change_status, do_update_order
 from callvault.orders.models import Order, Status
 from callvault.vault.phones import FORMAT, parse_phone
@@ -220,10 +220,10 @@ def drive_api_key_paths(run: Run, owner: Membership) -> str:
     run.plaintexts.add(other)
     key = ApiKey.objects.get(name="Old")
     client.post(f"/p/{slug}/settings/api-keys/{key.pk}/revoke/")
-    assert api(other, {"phone": "+12025550100"}).status_code == 401
+    assert api(other, {"phone": fake_phone()[1]}).status_code == 401
     wrong = secret[:-4] + ("aaaa" if not secret.endswith("aaaa") else "bbbb")
     run.plaintexts.add(wrong)
-    assert api(wrong, {"phone": "+12025550100"}).status_code == 401
+    assert api(wrong, {"phone": fake_phone()[1]}).status_code == 401
     return str(secret)
 
 

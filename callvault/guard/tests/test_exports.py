@@ -287,3 +287,32 @@ def test_support_staff_cannot_export_even_with_the_widest_grant(owner: Membershi
     assert client.get(URL).status_code == 404
     assert export(client).status_code == 404
     assert client.get("/p/alpha/guard/exports/1/download/").status_code == 404
+
+
+def test_the_opened_numbers_are_charged_at_once_and_masks_not_at_all(
+    supervisor: Membership,
+    owner: Membership,
+    project: Project,
+    rng: random.Random,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from callvault.guard import quotas
+
+    may_export(supervisor, owner, can_see_phones=True)
+    do_set_quota(project, "reveal", 5, membership=supervisor, acting=owner)
+    make_orders(project, 3, rng)
+    calls: list[tuple[str, int]] = []
+    real = quotas.charge
+
+    def spy(member: Any, kind: str, **kw: Any) -> None:
+        calls.append((kind, kw.get("n", 1)))
+        real(member, kind, **kw)
+
+    monkeypatch.setattr(quotas, "charge", spy)
+    assert len(read_csv(export(exporter(supervisor)))) == 2 + 3  # masked: nothing charged
+    assert calls == []
+    assert len(read_csv(export(exporter(supervisor), reveal="on"))) == 2 + 3
+    assert calls == [("reveal", 3)]  # one charge of three numbers, not three charges
+    # Three of five are used: the same three numbers again would pass the quota.
+    response = export(exporter(supervisor), reveal="on")
+    assert "quota of 5 numbers" in response.content.decode()

@@ -181,3 +181,118 @@ def test_files_nobody_downloaded_expire_after_a_day(
     assert not (folder / old.file_name).exists()
     assert (folder / fresh.file_name).exists()
     assert client.get(download_url(fresh)).status_code == 200
+
+
+def _take_away(member: Membership, owner: Membership, **flags: bool) -> None:
+    from callvault.accounts.actions import do_set_capabilities
+
+    member.refresh_from_db()
+    do_set_capabilities(member, {**member.capabilities(), **flags}, acting=owner)
+
+
+@pytest.mark.parametrize(
+    ("kind", "granted", "taken"),
+    [
+        ("orders", {"can_see_phones": True}, {"can_see_phones": False}),
+        ("audit", {"can_view_audit": True}, {"can_view_audit": False}),
+    ],
+)
+def test_a_ready_file_is_withdrawn_when_its_right_was_taken_away(
+    owner: Membership,
+    supervisor: Membership,
+    project: Project,
+    rng: random.Random,
+    small_limit: None,
+    django_capture_on_commit_callbacks: Capture,
+    kind: str,
+    granted: dict[str, bool],
+    taken: dict[str, bool],
+) -> None:
+    may_export(supervisor, owner, **granted)
+    made = make_orders(project, 3, rng)
+    client = exporter(supervisor)
+    extra = {"reveal": "on"} if kind == "orders" else {}
+    job = start(client, django_capture_on_commit_callbacks, kind=kind, **extra)
+    assert job.state == ExportJob.State.READY
+    path = Path(settings.DATA_DIR) / "exports" / job.file_name
+    assert path.is_file()
+    _take_away(supervisor, owner, **taken)
+    response = client.get(download_url(job))
+    assert response.status_code == 410
+    assert_no_digits(response.content.decode(), *(e164 for _, e164 in made))
+    assert not path.exists()
+    job.refresh_from_db()
+    assert job.state == ExportJob.State.FAILED and job.downloaded_at is None
+    assert not AuditEvent.objects.filter(action="export.download").exists()
+
+
+def test_the_worker_stops_an_export_whose_kind_the_member_may_no_longer_make(
+    owner: Membership, supervisor: Membership, project: Project, small_limit: None
+) -> None:
+    may_export(supervisor, owner, can_view_audit=True)
+    response = exporter(supervisor).post(URL, {"kind": "audit", "reason": "quarterly audit"})
+    assert response.status_code == 302  # queued; the worker has not run (no commit yet)
+    _take_away(supervisor, owner, can_view_audit=False)
+    job = ExportJob.objects.get()
+    assert make_export.call(job.pk) == 0
+    job.refresh_from_db()
+    assert job.state == ExportJob.State.FAILED and not job.file_name
+
+
+def test_a_failed_write_leaves_no_partial_file(
+    owner: Membership,
+    project: Project,
+    rng: random.Random,
+    small_limit: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from callvault.guard import exports
+
+    make_orders(project, 3, rng)
+    exporter(owner).post(URL, {"kind": "orders", "reason": "quarterly audit", "reveal": "on"})
+    job = ExportJob.objects.get()
+    real = exports.csv_lines
+
+    def breaks_midway(*args: Any) -> Any:
+        lines = real(*args)
+        yield next(lines)
+        yield next(lines)
+        yield next(lines)  # a first row with a number is on the disk
+        raise OSError("disk full")
+
+    monkeypatch.setattr(exports, "csv_lines", breaks_midway)
+    folder = exports.export_dir()
+    before = set(folder.iterdir())
+    assert make_export.call(job.pk) == 0
+    job.refresh_from_db()
+    assert job.state == ExportJob.State.FAILED
+    assert set(folder.iterdir()) - before == set()  # no .part left behind
+
+
+def test_maintenance_deletes_the_database_caches_expired_rows(db: None, settings: Any) -> None:
+    from django.core.cache import caches
+    from django.db import connection
+
+    from callvault.guard.tasks import purge_expired_cache_rows
+
+    assert purge_expired_cache_rows in periodic_tasks()
+    cache = caches["default"]
+    cache.set("cv:quota:old", 3, 60)
+    cache.set("cv:quota:live", 4, 3600)
+    table = connection.ops.quote_name("callvault_cache")
+    past = connection.ops.adapt_datetimefield_value(
+        (timezone.now() - timedelta(hours=2)).replace(microsecond=0)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET expires = %s WHERE cache_key = %s",  # noqa: S608
+            [past, cache.make_key("cv:quota:old")],
+        )
+    assert purge_expired_cache_rows.call() == 1
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT cache_key FROM {table}")  # noqa: S608
+        keys = [row[0] for row in cursor.fetchall()]
+    assert cache.make_key("cv:quota:old") not in keys
+    assert cache.get("cv:quota:live") == 4
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert purge_expired_cache_rows.call() == 0  # Redis, locmem: nothing to do

@@ -159,7 +159,7 @@ def test_an_api_keys_refusal_names_the_key(project, owner, clock):
 
 def test_allowed_actions_are_shown_to_the_alerts(operator, owner, clock, monkeypatch):
     seen: list[tuple[int, str]] = []
-    monkeypatch.setattr(alerts, "observe", lambda member, kind: seen.append((member.pk, kind)))
+    monkeypatch.setattr(alerts, "observe", lambda member, kind, n=1: seen.append((member.pk, kind)))
     limit_member(operator, CARD, 1, owner)
     charges_allowed(operator, CARD, 2)
     charges_allowed(owner, QuotaKind.SEARCH, 1)  # unlimited, still watched
@@ -194,3 +194,31 @@ def test_only_an_owner_sets_quotas_and_only_sensible_ones(project, owner, superv
 def test_a_member_of_another_project_cannot_be_given_a_quota_here(project, owner, outsider):
     with pytest.raises(FieldErrors):
         do_set_quota(project, CARD, 5, membership=outsider, acting=owner)
+
+
+def test_a_charge_of_many_counts_each_and_a_jump_past_the_limit_alerts_once(
+    operator, owner, clock, monkeypatch
+):
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(alerts, "observe", lambda member, kind, n=1: seen.append((kind, n)))
+    limit_member(operator, QuotaKind.REVEAL, 10, owner)
+    charge(operator, QuotaKind.REVEAL, n=4)
+    charge(operator, QuotaKind.REVEAL, n=6)  # ten of ten
+    assert seen == [("reveal", 4), ("reveal", 6)]  # observed once a charge, with its size
+    for n in (3, 1):
+        with pytest.raises(QuotaExceeded):
+            charge(operator, QuotaKind.REVEAL, n=n)
+    refused = AuditEvent.objects.filter(action="quota.refused").order_by("id")
+    assert [e.extra["count"] for e in refused] == [13, 14]
+    (notice,) = SecurityNotice.objects.filter(kind="quota_reached")  # 13 jumped past 11
+    assert notice.params["count"] == 13
+    with pytest.raises(ValueError):
+        charge(operator, QuotaKind.REVEAL, n=0)
+
+
+def test_a_jump_past_the_breach_margin_suspends(operator, owner, clock):
+    alerts.do_update_guard_settings(alerts.settings_for(owner.project), suspend_on_breach=True)
+    limit_member(operator, QuotaKind.REVEAL, 10, owner)
+    with pytest.raises(QuotaExceeded):
+        charge(operator, QuotaKind.REVEAL, n=20)  # 10 past a margin of 5, in one go
+    assert quotas.is_suspended(operator)

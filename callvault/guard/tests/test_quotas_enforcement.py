@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from callvault.accounts.actions import do_create_api_key
@@ -10,7 +12,9 @@ from callvault.audit.models import AuditEvent
 from callvault.guard.models import QuotaKind
 from callvault.guard.quotas import do_set_quota
 from callvault.guard.tests.quota_support import limit_member, login
+from callvault.lib.fakephones import fake_phone
 from callvault.orders.actions import do_assign_order
+from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient, assert_no_digits
 
@@ -54,6 +58,40 @@ def test_an_order_card_past_the_quota_is_not_shown(operator, owner, mine, phone:
     assert mine.customer_name not in page
     assert_no_digits(page, phone[1])
     assert actions_since(before) == ["quota.refused"]  # no order.view: nothing was read
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("comments/", {"text": ""}),  # an empty comment: the card again with its error
+        ("details/", {"customer_name": "Someone", "address": "x", "version": "999"}),
+    ],
+)
+def test_a_rejected_post_past_the_card_quota_shows_no_card(
+    operator, owner, mine, phone: Phone, path: str, data: dict[str, str]
+):
+    limit_member(operator, QuotaKind.CARD_OPEN, 1, owner)
+    client = login(operator)
+    assert client.get(card(mine)).status_code == 200
+    before = last_event_id()
+    response = client.post(card(mine) + path, data)
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert "Order cards opened per hour" in page
+    assert mine.customer_name not in page
+    assert mine.address not in page
+    assert_no_digits(page, phone[1])
+    assert actions_since(before) == ["quota.refused"]  # no order.view: nothing was read
+
+
+def test_a_rejected_post_within_the_card_quota_shows_the_card_and_counts(operator, owner, mine):
+    limit_member(operator, QuotaKind.CARD_OPEN, 2, owner)
+    client = login(operator)
+    response = client.post(card(mine) + "comments/", {"text": ""})
+    assert response.status_code == 200
+    assert mine.customer_name in response.content.decode()
+    assert client.get(card(mine)).status_code == 200
+    assert client.get(card(mine)).status_code == 429  # the rejected POST took one of two
 
 
 def test_a_reveal_past_the_quota_yields_no_digits(owner, order, phone: Phone):
@@ -138,3 +176,45 @@ def test_other_keys_keep_reading_when_one_is_stopped(project: Project, owner, or
     client.get("/api/v1/orders", HTTP_X_API_KEY=secret)
     assert client.get("/api/v1/orders", HTTP_X_API_KEY=secret).status_code == 429
     assert client.get("/api/v1/orders", HTTP_X_API_KEY=other).status_code == 200
+
+
+def test_a_page_of_orders_counts_one_read_per_order(project: Project, owner, order, rng):
+    for _ in range(2):
+        do_create_order(project, Lead(phone=fake_phone(rng, style=1)[0], name="Anna"))
+    key, secret = do_create_api_key(project, "Partner", can_read_orders=True)
+    do_set_quota(project, QuotaKind.API_READ, 4, api_key=key, acting=owner)
+    client = HttpsClient()
+    first = client.get("/api/v1/orders", HTTP_X_API_KEY=secret)
+    assert first.status_code == 200
+    assert len(first.json()["items"]) == 3  # three reads of four
+    response = client.get("/api/v1/orders", HTTP_X_API_KEY=secret)  # three more: refused
+    assert response.status_code == 429
+    assert "items" not in response.json()
+    refused = AuditEvent.objects.get(action="quota.refused")
+    assert refused.extra["count"] == 6
+
+
+def test_a_status_change_answers_with_the_order_only_within_the_read_quota(
+    project: Project, owner, order
+):
+    key, secret = do_create_api_key(
+        project, "Delivery", can_read_orders=True, can_update_orders=True
+    )
+    do_set_quota(project, QuotaKind.API_READ, 1, api_key=key, acting=owner)
+    client = HttpsClient()
+
+    def post(code: str) -> Any:
+        body = {"status": code}
+        return client.post(
+            f"/api/v1/orders/{order.pk}/status",
+            body,
+            content_type="application/json",
+            HTTP_X_API_KEY=secret,
+        )
+
+    assert post("accepted").json()["customer_name"] == order.customer_name
+    response = post("new")  # the change is made, the read is past the quota
+    assert response.status_code == 204
+    assert response.content == b""
+    assert Order.objects.select_related("status").get(pk=order.pk).status.code == "new"
+    assert AuditEvent.objects.filter(action="quota.refused").count() == 1

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from django.db import transaction
 
 from callvault.accounts.models import SecurityNotice
@@ -27,6 +28,7 @@ class Receiver:
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.statuses = list(statuses or [])
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.gets: list[str] = []  # where a followed redirect would have gone
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +37,15 @@ class Receiver:
                 receiver.requests.append((self.path, dict(self.headers), body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", f"{receiver.url}/moved")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def do_GET(self) -> None:
+                receiver.gets.append(self.path)
+                self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -192,12 +203,19 @@ def test_without_a_secret_the_post_is_unsigned(
     assert "X-Callvault-Signature" not in headers
 
 
-def test_a_rolled_back_alert_is_not_posted(owner, operator, receiver):
+def test_a_rolled_back_alert_is_not_posted(
+    owner, operator, receiver, django_capture_on_commit_callbacks
+):
     configure(owner.project, receiver.url)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        alerts.raise_alert(operator, "outside_hours", {"what": "x", "time": "1"})
-        raise RuntimeError
-    assert receiver.requests == []
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            alerts.raise_alert(operator, "outside_hours", {"what": "x", "time": "1"})
+            raise RuntimeError
+        assert callbacks == []  # the rollback dropped the delivery
+        alerts.raise_alert(operator, "outside_hours", {"what": "y", "time": "2"})
+    assert len(callbacks) == 1  # the same capture delivers a committed alert ...
+    ((_path, _headers, body),) = receiver.requests  # ... and only that one
+    assert json.loads(body)["params"]["what"] == "y"
 
 
 def test_the_secret_is_sealed_and_bound_to_its_project(owner, outsider):
@@ -208,7 +226,7 @@ def test_the_secret_is_sealed_and_bound_to_its_project(owner, outsider):
     assert alerts.webhook_secret(guard) == secret
     moved = GuardSettings.objects.get(project=outsider.project)
     moved.webhook_secret_sealed = guard.webhook_secret_sealed
-    with pytest.raises(Exception):  # noqa: B017 (the AEAD refuses another project's data)
+    with pytest.raises(InvalidTag):  # the AEAD refuses another project's data
         alerts.webhook_secret(moved)
 
 
@@ -230,3 +248,35 @@ def test_a_key_rotation_reseals_the_secret_as_a_recorded_rotation(owner, own_rin
     ).exists()
     # The re-seal is the rotation's own write, not a change from outside the application.
     assert not AuditEvent.objects.filter(action__endswith="changed_outside_app").exists()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307])
+def test_a_redirect_is_not_followed_and_is_a_logged_failure(
+    owner, operator, caplog, django_capture_on_commit_callbacks, status
+):
+    moving = Receiver([status])
+    try:
+        configure(owner.project, moving.url)
+        with (
+            caplog.at_level(logging.WARNING, logger="callvault.guard.alerts"),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            notice = alerts.raise_alert(operator, "outside_hours", {"what": "x", "time": "1"})
+        assert len(moving.requests) == 1  # final, as a 4xx: not tried again
+        assert moving.gets == []  # not repeated as a GET without the body
+        assert f"answered {status}" in caplog.text
+        moving.statuses = [status]
+        assert alerts.send_webhook.call(notice.pk) is False  # not counted as delivered
+    finally:
+        moving.close()
+
+
+def test_the_body_names_the_notice_so_a_duplicate_can_be_dropped(
+    owner, operator, receiver, django_capture_on_commit_callbacks
+):
+    configure(owner.project, receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        notice = alerts.raise_alert(operator, "outside_hours", {"what": "x", "time": "1"})
+    assert alerts.send_webhook.call(notice.pk) is True  # delivered twice ...
+    bodies = [json.loads(body) for _path, _headers, body in receiver.requests]
+    assert [b["id"] for b in bodies] == [notice.pk, notice.pk]  # ... with one id

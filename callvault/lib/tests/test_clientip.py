@@ -49,6 +49,7 @@ def test_it_ignores_x_real_ip_even_from_a_trusted_proxy(settings):
 
 def test_it_reads_rfc7239_forwarded_with_ipv6_and_ports(settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.FORWARDED_HEADER = "Forwarded"
     req = request_from("10.0.0.5", HTTP_FORWARDED='for="[2001:db8::17]:4711";proto=https')
     assert client_ip(req) == "2001:db8::17"
     req = request_from("10.0.0.5", HTTP_FORWARDED="for=192.0.2.60:8080, for=10.0.0.9")
@@ -65,3 +66,24 @@ def test_ipv6_proxies_are_supported(settings):
     settings.TRUSTED_PROXIES = ["fd00::/8"]
     req = request_from("fd00::1", HTTP_X_FORWARDED_FOR="2001:db8::99")
     assert client_ip(req) == "2001:db8::99"
+
+
+def test_by_default_a_spoofed_forwarded_header_from_a_trusted_proxy_is_ignored(settings):
+    # The proxy overwrote X-Forwarded-For with the real client and passed the client's own
+    # Forwarded header through: the address comes from X-Forwarded-For only.
+    settings.TRUSTED_PROXIES = ["127.0.0.1/32"]
+    req = request_from(
+        "127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_FORWARDED="for=10.0.0.5"
+    )
+    assert client_ip(req) == "203.0.113.9"
+    assert client_ip(request_from("127.0.0.1", HTTP_FORWARDED="for=10.0.0.5")) == "127.0.0.1"
+
+
+def test_in_forwarded_mode_x_forwarded_for_is_ignored(settings):
+    settings.TRUSTED_PROXIES = ["127.0.0.1/32"]
+    settings.FORWARDED_HEADER = "Forwarded"
+    req = request_from(
+        "127.0.0.1", HTTP_X_FORWARDED_FOR="10.0.0.5", HTTP_FORWARDED="for=203.0.113.9"
+    )
+    assert client_ip(req) == "203.0.113.9"
+    assert client_ip(request_from("127.0.0.1", HTTP_X_FORWARDED_FOR="10.0.0.5")) == "127.0.0.1"

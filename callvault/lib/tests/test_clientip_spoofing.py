@@ -75,18 +75,32 @@ def test_every_forged_header_at_once_without_trusted_proxies_is_refused(
 
 
 def test_behind_a_trusted_proxy_the_forwarded_client_inside_the_list_is_accepted(
-    office, operator, api_key
+    office, operator, api_key, settings
 ):
     assert page(operator, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=INSIDE) == 200
-    assert page(operator, REMOTE_ADDR=PROXY, HTTP_FORWARDED=f'for="{INSIDE}"') == 200
     assert api(api_key, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=INSIDE) == 200
+    settings.FORWARDED_HEADER = "Forwarded"
+    assert page(operator, REMOTE_ADDR=PROXY, HTTP_FORWARDED=f'for="{INSIDE}"') == 200
     assert api(api_key, REMOTE_ADDR=PROXY, HTTP_FORWARDED=f"for={INSIDE}") == 200
 
 
-def test_behind_a_trusted_proxy_a_forged_leftmost_hop_does_not_help(office, operator, api_key):
+def test_a_forwarded_header_passed_through_by_the_proxy_cannot_name_an_office_address(
+    office, operator, api_key
+):
+    # nginx overwrote X-Forwarded-For with the real client but passed the client's own
+    # Forwarded header through: only the configured header (X-Forwarded-For) counts.
+    spoof = {"HTTP_X_FORWARDED_FOR": OUTSIDE, "HTTP_FORWARDED": f"for={INSIDE}"}
+    assert page(operator, REMOTE_ADDR=PROXY, **spoof) == 403
+    assert api(api_key, REMOTE_ADDR=PROXY, **spoof) == 403
+
+
+def test_behind_a_trusted_proxy_a_forged_leftmost_hop_does_not_help(
+    office, operator, api_key, settings
+):
     forged = f"{INSIDE}, {OUTSIDE}"
     assert page(operator, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forged) == 403
     assert api(api_key, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forged) == 403
+    settings.FORWARDED_HEADER = "Forwarded"
     rfc = f"for={INSIDE}, for={OUTSIDE}"
     assert page(operator, REMOTE_ADDR=PROXY, HTTP_FORWARDED=rfc) == 403
 
