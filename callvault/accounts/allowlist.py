@@ -209,12 +209,13 @@ def list_of(
 def may_edit_list(
     acting: Membership, *, membership: Membership | None = None, api_key: ApiKey | None = None
 ) -> bool:
-    """The project's list: owners; a member's: whoever may manage that member; a key's:
-    whoever may manage API keys."""
+    """The project's list and a member's: owners (a member's ranges add to the project's, so
+    whoever may edit them may undo the owner's "only from the office"); a key's: whoever may
+    manage API keys."""
     if not acting.is_active:
         return False
     if membership is not None:
-        return may_manage(acting, membership)
+        return acting.role == Role.OWNER and may_manage(acting, membership)
     if api_key is not None:
         return acting.can_manage_api_keys and api_key.project_id == acting.project_id
     return acting.role == Role.OWNER

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from callvault.accounts.allowlist import member_may_enter_from
 from callvault.accounts.forms import apply_field_errors
 from callvault.accounts.models import (
     MemberSession,
@@ -42,6 +43,7 @@ from callvault.accounts.sessions import (
     is_locked,
 )
 from callvault.accounts.stepup import step_up_required
+from callvault.lib.clientip import client_ip
 from callvault.lib.errors import FieldErrors
 
 # --- My sessions ----------------------------------------------------------------------------
@@ -298,6 +300,12 @@ def _translated(exc: FieldErrors) -> FieldErrors:
     return FieldErrors(errors)
 
 
+SELF_LOCKOUT = gettext_lazy(
+    "Your address is outside the allowed networks: with this your own role could not come in "
+    "any more. Add your address on the Allowed networks page first."
+)
+
+
 @login_required
 def security(request: HttpRequest, project_slug: str) -> HttpResponse:
     """The owner edits the project's security policy and the rules per role (after step-up;
@@ -321,6 +329,12 @@ def _security_page(request: HttpRequest, owner: Membership, *, project_slug: str
                 for row, role_form in role_forms:
                     current = role_form
                     do_update_role_policy(row, **role_form.cleaned_data)
+                # "Only from the allowed networks" for the owner's own role, saved from
+                # outside them, would shut the owner out at the next click: refuse it.
+                owner.refresh_from_db()
+                if not member_may_enter_from(owner, client_ip(request)):
+                    current = next(f for r, f in role_forms if r.role == owner.role)
+                    raise FieldErrors.one("networks_required", str(SELF_LOCKOUT))
         except FieldErrors as exc:
             apply_field_errors(current, _translated(exc))
         else:

@@ -470,6 +470,8 @@ def do_generate_recovery_codes(user: User) -> list[str]:
     django-otp keeps them as they are (not hashed): the trade-off of using its StaticDevice,
     accepted because each works once and only together with the password.
     """
+    # Two clicks at once must not leave two sets (or two devices): one at a time per user.
+    User.objects.select_for_update().filter(pk=user.pk).first()
     device = recovery_device(user)
     if device is None:
         device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)

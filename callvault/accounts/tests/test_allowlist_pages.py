@@ -206,10 +206,22 @@ def test_a_member_of_another_project_is_404(owner, outsider):
     assert owner_client(owner).get(member_url(outsider)).status_code == 404
 
 
-def test_an_admin_adds_an_operators_own_range(project, operator):
+def test_an_admin_may_not_widen_an_operators_networks(project, operator):
+    # A member's ranges add to the project's: an admin who could add 0.0.0.0/0 for an
+    # operator would undo the owner's "operators only from the office".
     admin = make_member(project, "adam", Role.ADMIN)
     do_add_network(project, "192.0.2.0/24", "Office")
     client = fresh(login(admin))
+    client.defaults["REMOTE_ADDR"] = "192.0.2.10"  # inside the project's list
+    assert client.get(member_url(operator)).status_code == 404
+    response = client.post(member_url(operator), {"network": "0.0.0.0/0", "label": "Anywhere"})
+    assert response.status_code == 404
+    assert not AllowedNetwork.objects.filter(membership=operator).exists()
+
+
+def test_an_owner_adds_an_operators_own_range(owner, operator):
+    do_add_network(owner.project, "192.0.2.0/24", "Office")
+    client = owner_client(owner)
     client.defaults["REMOTE_ADDR"] = "192.0.2.10"  # inside the project's list
     page = client.get(member_url(operator))
     assert page.status_code == 200
@@ -219,10 +231,7 @@ def test_an_admin_adds_an_operators_own_range(project, operator):
     row = AllowedNetwork.objects.get(membership=operator)
     assert row.network == "2001:db8::/32"
     event = AuditEvent.objects.get(action="allowed_network.add", object_id=str(row.pk))
-    assert event.extra == {
-        "list": "member",
-        "member": "bob",
-    }
+    assert event.extra == {"list": "member", "member": "bob"}
 
 
 # --- An API key's ranges --------------------------------------------------------------------

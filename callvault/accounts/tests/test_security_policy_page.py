@@ -120,3 +120,21 @@ def test_a_bad_idle_time_is_shown_at_its_role(owner, project):
     assert response.status_code == 200
     assert "errorlist" in response.content.decode()
     assert RolePolicy.objects.get(project=project, role=Role.TRAINEE).idle_minutes == 10
+
+
+def test_an_owner_outside_the_networks_cannot_hold_their_own_role_to_them(owner, project):
+    from callvault.accounts.allowlist import do_add_network
+    from callvault.accounts.policy import do_update_role_policy
+
+    do_add_network(project, "192.0.2.0/24", "Office")
+    row = RolePolicy.objects.get(project=project, role=Role.OWNER)
+    do_update_role_policy(row, networks_required=False)  # the owner works from anywhere
+    client = stepped_up(owner)
+    data = form_data()  # every role "only from the allowed networks", the owner's included
+    response = client.post(URL, data, REMOTE_ADDR="203.0.113.9", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200
+    assert "Your address is outside the allowed networks" in response.content.decode()
+    assert not RolePolicy.objects.get(pk=row.pk).networks_required  # nothing saved
+    inside = client.post(URL, data, REMOTE_ADDR="192.0.2.7")
+    assert inside.status_code == 302
+    assert RolePolicy.objects.get(pk=row.pk).networks_required

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from django.db import connection, transaction
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from callvault.accounts import twofactor
@@ -68,3 +69,11 @@ def test_a_recovery_code_sent_twice_at_once_lets_only_one_request_in(operator: M
     code = twofactor.do_generate_recovery_codes(user)[0]
     assert race(lambda: twofactor.check_code(user, code) is not None) == [False, True]
     assert twofactor.recovery_codes_left(user) == twofactor.RECOVERY_CODE_COUNT - 1
+
+
+def test_new_recovery_codes_made_twice_at_once_leave_one_set(operator: Membership):
+    user = operator.user
+    TOTPDevice.objects.create(user=user, name="TOTP", confirmed=True)
+    race(lambda: bool(twofactor.do_generate_recovery_codes(user)))
+    assert twofactor.recovery_codes_left(user) == twofactor.RECOVERY_CODE_COUNT
+    assert StaticDevice.objects.filter(user=user).count() == 1
