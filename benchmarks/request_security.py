@@ -20,7 +20,8 @@ order card (the card also records its `order.view` event and renews the hold, on
 Each round requests both pages on both sides, alternating which side goes first. The script
 prints p50/p95 per page and side, the queries per request, and the ratio product/baseline.
 Debug is off; the SQLite database lives in a temporary folder, PostgreSQL in a throw-away
-database `callvault_reqbench` on 127.0.0.1:5432.
+database `callvault_reqbench` on 127.0.0.1:5432. With `CALLVAULT_REDIS_URL` the cache is that
+Redis database, which the run empties at the end: give it a spare one (e.g. `/14`).
 """
 
 from __future__ import annotations
@@ -196,6 +197,11 @@ def run(database_url: str | None, rounds: int) -> None:
                     samples[(page, side)].append(timed(sides[side].get, target))
     for side, client in sides.items():  # every timed request was a page, not a refusal
         assert client.get(pages["order card"](0)).status_code == 200, side
+    if settings.REDIS_URL:
+        # The counters the run left in the Redis database it was given (use a spare one).
+        from django.core.cache import cache
+
+        cache.clear()
 
     vendor = connection.vendor
     print(f"callvault request cost of login security and leak controls ({vendor}, {rounds} rounds)")
