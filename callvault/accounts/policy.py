@@ -15,7 +15,7 @@ from callvault.accounts.models import (
     SecurityPolicy,
     TwoFactorRule,
 )
-from callvault.audit.recorder import diff, record_event, snapshot
+from callvault.audit.recorder import diff, record_event, record_update, snapshot
 from callvault.lib.errors import FieldErrors
 
 # The policy's editable fields, each recorded as before -> after.
@@ -99,20 +99,14 @@ def do_update_security_policy(policy: SecurityPolicy, **values: Any) -> Security
         raise FieldErrors({name: "not a policy setting" for name in sorted(unknown)})
     _check_limits(values)
     policy = SecurityPolicy.objects.select_for_update().get(pk=policy.pk)
-    before = snapshot(policy, values)
-    for name, value in values.items():
-        setattr(policy, name, value)
-    changes = diff(before, snapshot(policy, values))
-    if changes:
-        policy.save(update_fields=list(values))
-        record_event(
-            "security_policy.update",
-            project_id=policy.project_id,
-            object_type="security_policy",
-            object_id=policy.pk,
-            object_repr=str(policy.project),
-            changes=changes,
-        )
+    record_update(
+        "security_policy.update",
+        policy,
+        values,
+        project_id=policy.project_id,
+        object_type="security_policy",
+        object_repr=str(policy.project),
+    )
     return policy
 
 
@@ -126,18 +120,12 @@ def do_update_role_policy(row: RolePolicy, **values: Any) -> RolePolicy:
         raise FieldErrors.one("two_factor", "not a second-factor rule")
     _check_limits(values)
     row = RolePolicy.objects.select_for_update().get(pk=row.pk)
-    before = snapshot(row, values)
-    for name, value in values.items():
-        setattr(row, name, value)
-    changes = diff(before, snapshot(row, values))
-    if changes:
-        row.save(update_fields=list(values))
-        record_event(
-            "role_policy.update",
-            project_id=row.project_id,
-            object_type="role_policy",
-            object_id=row.pk,
-            object_repr=row.role,
-            changes=changes,
-        )
+    record_update(
+        "role_policy.update",
+        row,
+        values,
+        project_id=row.project_id,
+        object_type="role_policy",
+        object_repr=row.role,
+    )
     return row

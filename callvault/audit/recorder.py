@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -71,6 +71,36 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
             changes[key] = SEALED_CHANGED
         else:
             changes[key] = [plain(old), plain(new)]
+    return changes
+
+
+def record_update(
+    action: str,
+    instance: models.Model,
+    values: Mapping[str, Any],
+    *,
+    project_id: int | None,
+    object_type: str,
+    object_repr: str,
+    changes_of: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = diff,
+) -> dict[str, Any]:
+    """Set `values` on the instance (locked by the caller, inside its transaction); when
+    something changed, save those fields and record `action` with before -> after. Returns
+    the changes ({} when nothing changed: nothing saved, nothing recorded)."""
+    before = snapshot(instance, values)
+    for name, value in values.items():
+        setattr(instance, name, value)
+    changes = changes_of(before, snapshot(instance, values))
+    if changes:
+        instance.save(update_fields=list(values))
+        record_event(
+            action,
+            project_id=project_id,
+            object_type=object_type,
+            object_id=instance.pk,
+            object_repr=object_repr,
+            changes=changes,
+        )
     return changes
 
 

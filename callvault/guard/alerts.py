@@ -35,7 +35,7 @@ from django_tasks import task
 
 from callvault.accounts import notices
 from callvault.accounts.models import Membership, Project, Role, SecurityNotice
-from callvault.audit.recorder import SEALED_CHANGED, diff, record_event, snapshot
+from callvault.audit.recorder import SEALED_CHANGED, diff, record_event, record_update
 from callvault.guard.models import AlertKind, AlertRule, GuardSettings, MemberBaseline
 from callvault.lib.errors import FieldErrors
 from callvault.vault.phones import open_phone, seal
@@ -132,20 +132,14 @@ def do_update_alert_rule(rule: AlertRule, **values: Any) -> AlertRule:
     if "window_minutes" in values and not 1 <= values["window_minutes"] <= MAX_WINDOW_MINUTES:
         raise FieldErrors.one("window_minutes", f"between 1 and {MAX_WINDOW_MINUTES}")
     rule = AlertRule.objects.select_for_update().get(pk=rule.pk)
-    before = snapshot(rule, values)
-    for name, value in values.items():
-        setattr(rule, name, value)
-    changes = diff(before, snapshot(rule, values))
-    if changes:
-        rule.save(update_fields=list(values))
-        record_event(
-            "alert_rule.update",
-            project_id=rule.project_id,
-            object_type="alert_rule",
-            object_id=rule.pk,
-            object_repr=rule.kind,
-            changes=changes,
-        )
+    if record_update(
+        "alert_rule.update",
+        rule,
+        values,
+        project_id=rule.project_id,
+        object_type="alert_rule",
+        object_repr=rule.kind,
+    ):
         _forget_config(rule.project_id)
     return rule
 
@@ -189,28 +183,29 @@ def do_update_guard_settings(guard: GuardSettings, **values: Any) -> GuardSettin
     if url and urlsplit(url).scheme not in ("http", "https"):
         raise FieldErrors.one("webhook_url", "an http or https address")
     guard = GuardSettings.objects.select_for_update().get(pk=guard.pk)
-    before = snapshot(guard, values)
-    for name, value in values.items():
-        setattr(guard, name, value)
-    after = snapshot(guard, values)
+    if record_update(
+        "guard_settings.update",
+        guard,
+        values,
+        project_id=guard.project_id,
+        object_type="guard_settings",
+        object_repr=str(guard.project),
+        changes_of=_settings_changes,
+    ):
+        _forget_config(guard.project_id)
+    return guard
+
+
+def _settings_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The settings' diff, with the webhook address as its host only (a bot token may sit in
+    its path)."""
     old_url, new_url = before.pop("webhook_url", ""), after.pop("webhook_url", "")
     changes = diff(before, after)
     if old_url != new_url:
         shown = [url_shown(old_url), url_shown(new_url)]
         # The same host with another path or query: that it changed is all the record says.
         changes["webhook_url"] = shown if shown[0] != shown[1] else SEALED_CHANGED
-    if changes:
-        guard.save(update_fields=list(values))
-        record_event(
-            "guard_settings.update",
-            project_id=guard.project_id,
-            object_type="guard_settings",
-            object_id=guard.pk,
-            object_repr=str(guard.project),
-            changes=changes,
-        )
-        _forget_config(guard.project_id)
-    return guard
+    return changes
 
 
 # The webhook secret is sealed like a phone number (the same key ring, rotation included),

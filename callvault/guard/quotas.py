@@ -34,7 +34,7 @@ from django.utils.translation import gettext_lazy
 from callvault.accounts.models import ApiKey, Membership, Project, Role
 from callvault.accounts.notices import notify_owners
 from callvault.audit.context import Actor, acting_as
-from callvault.audit.recorder import diff, record_event, snapshot
+from callvault.audit.recorder import diff, record_event, record_update, snapshot
 from callvault.guard.models import GuardSettings, QuotaKind, QuotaRule, Suspension
 from callvault.lib.errors import FieldErrors
 
@@ -504,18 +504,14 @@ def do_set_quota(
         return None
     if row is None:
         return _create_rule(project, kind, limit, role=role, membership=membership, api_key=api_key)
-    if row.limit != limit:
-        before = snapshot(row, ("limit",))
-        row.limit = limit
-        row.save(update_fields=["limit"])
-        record_event(
-            "quota.update",
-            project_id=project.pk,
-            object_type="quota_rule",
-            object_id=row.pk,
-            object_repr=rule_repr(row),
-            changes=diff(before, snapshot(row, ("limit",))),
-        )
+    record_update(
+        "quota.update",
+        row,
+        {"limit": limit},
+        project_id=project.pk,
+        object_type="quota_rule",
+        object_repr=rule_repr(row),
+    )
     return row
 
 
