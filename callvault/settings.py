@@ -86,6 +86,8 @@ INSTALLED_APPS = [
     "callvault.audit",
     "callvault.orders",
     "callvault.guard",
+    "callvault.telephony",
+    "callvault.monitoring",
 ]
 
 MIDDLEWARE = [

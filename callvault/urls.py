@@ -30,6 +30,10 @@ urlpatterns = [
     path("p/<slug:project_slug>/setup/", include("callvault.orders.setup_urls")),
     path("p/<slug:project_slug>/audit/", include("callvault.audit.urls")),
     path("p/<slug:project_slug>/guard/", include("callvault.guard.urls")),
+    path("p/<slug:project_slug>/calls/", include("callvault.telephony.urls")),
+    path("p/<slug:project_slug>/monitoring/", include("callvault.monitoring.urls")),
+    path("pbx/v1/", include("callvault.telephony.pbx_urls")),
+    path("agent/v1/", include("callvault.monitoring.agent_urls")),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
 ]

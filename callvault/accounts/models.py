@@ -130,13 +130,20 @@ CAPABILITIES: dict[str, Any] = {
     "can_view_audit": _("May view the audit trail"),
     "can_export": _("May export"),
     "can_listen_recordings": _("May listen to recordings"),
+    "can_view_activity": _("May view operators' activity and screenshots"),
 }
 
 ROLE_PRESETS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(CAPABILITIES),
     Role.ADMIN: frozenset(CAPABILITIES) - {"can_see_phones"},
     Role.SUPERVISOR: frozenset(
-        {"can_view_all_orders", "can_edit_orders", "can_view_audit", "can_listen_recordings"}
+        {
+            "can_view_all_orders",
+            "can_edit_orders",
+            "can_view_audit",
+            "can_listen_recordings",
+            "can_view_activity",
+        }
     ),
     Role.OPERATOR: frozenset({"can_edit_orders"}),
     Role.TRAINEE: frozenset({"can_edit_orders"}),
@@ -171,6 +178,7 @@ class Membership(models.Model):
     can_listen_recordings = models.BooleanField(
         CAPABILITIES["can_listen_recordings"], default=False
     )
+    can_view_activity = models.BooleanField(CAPABILITIES["can_view_activity"], default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = MembershipQuerySet.as_manager()

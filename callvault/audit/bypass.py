@@ -144,6 +144,8 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
     AuditedTable("guard_quotarule", "quota_rule", "project_id"),
     AuditedTable("guard_alertrule", "alert_rule", "project_id"),
     AuditedTable("guard_suspension", "suspension", "project_id"),
+    # Telephony (callvault/telephony).
+    # Monitoring (callvault/monitoring).
     # Users belong to no project, but their events are filed under their project when they
     # have one (logins, password resets).
     AuditedTable(

@@ -56,6 +56,8 @@ AUDITED = {
     "orders.Order": ("order", "pk", None),
     "orders.OrderItem": ("order", "order_id", "item"),
     "orders.Comment": ("order", "order_id", "comment"),
+    # telephony
+    # monitoring
 }
 # Rows that record no decision of anyone's (docs/audit-events.md, "Not recorded, on purpose").
 BOOKKEEPING = {
@@ -67,6 +69,8 @@ BOOKKEEPING = {
         "an export's file and state; order/audit/report.export and export.download are the record"
     ),
     "guard.MemberBaseline": "derived from the events by the worker",
+    # telephony
+    # monitoring
 }
 
 

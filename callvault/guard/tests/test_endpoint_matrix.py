@@ -56,6 +56,11 @@ EXPORT = "export"  # bulk copies: can_export only
 OWNER = "owner"  # leak-control settings: owners only
 SETTINGS = "settings"  # project settings by capability: no order data on them
 PERSONAL = "personal"  # outside any project: the person's own account, login, health
+ACTIVITY = "activity"  # operators' activity, screenshots, their CRM actions: can_view_activity
+RECORDINGS = "recordings"  # call recordings and their reviews: can_listen_recordings
+# Machines' endpoints (the PBX with its shared secret, the agent with its device token): a
+# browser session is no credential there, so every role, logged in or not, is refused.
+MACHINE = "machine"
 
 PAGES: dict[str, tuple[str, str]] = {
     "orders:card": (ORDER, "the order card"),
@@ -142,6 +147,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "account:unlock": (PERSONAL, "the idle lock screen"),
     "account:idle_ping": (PERSONAL, "keeps the session awake"),
     "account:support_link": (PERSONAL, "a one-time support link (its own tests)"),
+    # --- telephony (callvault/telephony): pages, then the PBX's endpoints (MACHINE) ---
+    # --- monitoring (callvault/monitoring): pages, then the agent's endpoints (MACHINE) ---
 }
 
 # The JSON API: keys are not roles. Orders are read through Order.objects.for_api_key.
@@ -335,7 +342,10 @@ def _check(world: World, role: str, name: str, response: Response, kind: str) ->
     problems = [f"{name}: shows {s!r}" for s in world.secrets_for(role) if _shows(response, s)]
     if code >= 500:
         problems.append(f"{name}: {code}")
-    if role == "anonymous":
+    if kind == MACHINE:
+        if code not in (401, 403, 404, 405):
+            problems.append(f"{name}: {code} to a browser session, not refused")
+    elif role == "anonymous":
         location = response.get("Location", "")
         # A leak-control page still a stub answers 404 to everyone, which shows nothing.
         stub = name.startswith("guard:") and code == 404
@@ -363,6 +373,8 @@ def _check(world: World, role: str, name: str, response: Response, kind: str) ->
             WHOLE_BASE: "can_view_all_orders",
             AUDIT: "can_view_audit",
             EXPORT: "can_export",
+            ACTIVITY: "can_view_activity",
+            RECORDINGS: "can_listen_recordings",
         }.get(kind)
         member = world.members[role]
         refused = (capability is not None and not getattr(member, capability)) or (
@@ -370,7 +382,7 @@ def _check(world: World, role: str, name: str, response: Response, kind: str) ->
         )
         if refused and code not in REFUSED:
             problems.append(f"{name}: {code}, not refused")
-        if kind in (WHOLE_BASE, AUDIT) and not refused and code != 200:
+        if kind in (WHOLE_BASE, AUDIT, ACTIVITY) and not refused and code != 200:
             problems.append(f"{name}: {code} for a member who may")
     return problems
 
@@ -392,6 +404,8 @@ def _request(
     if name == "logout":
         return None  # would end the client's session for the rest of the walk
     response = client.get(url)
+    if response.status_code == 405 and kind == MACHINE:
+        response = client.post(url, {})  # a session's POST is refused as well
     if response.status_code == 405 and role in ("anonymous", "outsider"):
         response = client.post(url, {})  # a POST-only page: the refusal comes first
     if response.status_code == 405:

@@ -1,0 +1,1 @@
+"""Monitoring: enrolment codes, devices, policy, activity spans, screenshots."""

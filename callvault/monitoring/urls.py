@@ -1,0 +1,4 @@
+"""Monitoring pages under /p/<project>/monitoring/."""
+
+app_name = "monitoring"
+urlpatterns: list = []

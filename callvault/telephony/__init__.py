@@ -1,0 +1,1 @@
+"""Calls without numbers: providers, call tokens, inbound caller lookup, recordings."""

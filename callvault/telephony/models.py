@@ -1,0 +1,1 @@
+"""Telephony: providers per project, calls, one-time call tokens, recordings."""

@@ -1,0 +1,4 @@
+"""Telephony pages under /p/<project>/calls/."""
+
+app_name = "telephony"
+urlpatterns: list = []
