@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "audit": "The audit trail: keygen, seal, checkpoint, verify, archive, verify-archive",
     "access": "Allowed networks: allow-ip PROJECT CIDR (the way back in), list, remove",
     "support": "Support accounts: create-account USERNAME, list",
+    "telephony": "Calls: create-pbx, create-sip-account, kamailio-subscribers --out FILE",
+    "monitoring": "The agent's server side: enrolment-code, spans, screenshot, set-policy",
     "check": "Check configuration, key ring and database (--deploy for production)",
     "manage": "Any Django management command, e.g. `callvault manage shell`",
 }
@@ -181,6 +183,8 @@ HANDLERS: dict[str, Callable[[list[str]], None]] = {
     "audit": lambda rest: _run_command("audit", ["callvault", "audit", *rest]),
     "access": lambda rest: _run_command("access", ["callvault", "access", *rest]),
     "support": lambda rest: _run_command("support", ["callvault", "support", *rest]),
+    "telephony": lambda rest: _run_command("telephony", ["callvault", "telephony", *rest]),
+    "monitoring": lambda rest: _run_command("monitoring", ["callvault", "monitoring", *rest]),
     "check": lambda rest: _run_command("preflight", ["callvault", "check", *rest]),
     "manage": lambda rest: _manage(rest),
 }
