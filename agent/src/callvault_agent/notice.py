@@ -1,0 +1,111 @@
+"""Telling the operator: monitoring is on, what is collected and how often.
+
+Printed at start, whenever the policy changes, and again every few minutes while running; at
+start also a desktop notification where `notify-send` exists. There is no tray icon (see
+docs/agent.md): the console line is the notice that is always there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import TextIO
+
+from callvault_agent.policy import Policy
+
+
+def _every(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return "every minute" if minutes == 1 else f"every {minutes} minutes"
+    return f"every {seconds:g} seconds"
+
+
+def describe(policy: Policy, server: str) -> list[str]:
+    """The notice's lines for a policy."""
+    lines = [
+        f"Monitoring is ON: this PC reports to {server}.",
+        f"- activity (active / idle after {policy.idle_seconds:g} s without input / locked)"
+        f" {_every(policy.heartbeat_seconds)}",
+    ]
+    if policy.window_titles:
+        redacted = f", {len(policy.redact_patterns)} redaction pattern(s) applied here"
+        lines.append(f"- the program in front and its window title{redacted}")
+    else:
+        lines.append("- no programs or window titles")
+    if policy.screenshots_enabled:
+        count = (
+            str(policy.screenshots_max)
+            if policy.screenshots_min == policy.screenshots_max
+            else f"{policy.screenshots_min}-{policy.screenshots_max}"
+        )
+        blur = f", blurred (radius {policy.screenshot_blur:g})" if policy.screenshot_blur else ""
+        every = _every(policy.screenshot_interval_seconds)
+        lines.append(
+            f"- {count} screenshot(s) at random moments {every}"
+            f", scaled to {policy.screenshot_scale:.0%}{blur}"
+        )
+    else:
+        lines.append("- no screenshots")
+    if policy.working_hours is not None:
+        lines.append(f"- only during working hours: {policy.working_hours.describe()}")
+    if policy.notice:
+        lines.append(policy.notice)
+    return lines
+
+
+class Notifier:
+    """Prints the notice now and then; `desktop` sends the start-up desktop notification."""
+
+    def __init__(
+        self,
+        every_seconds: float = 1800,
+        out: TextIO | None = None,
+        desktop: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.every_seconds = every_seconds
+        self.out = out or sys.stdout
+        self.desktop = desktop if desktop is not None else notify_send
+        self.last_shown = float("-inf")
+        self.shown_version: int | None = None
+
+    def show(self, policy: Policy, server: str, now: float, *, reason: str = "") -> None:
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
+        lines = describe(policy, server)
+        head = f"[callvault-agent {stamp}] {lines[0]}" + (f" ({reason})" if reason else "")
+        print("\n    ".join([head, *lines[1:]]), file=self.out, flush=True)
+        if self.shown_version is None:
+            self.desktop("callvault monitoring is on", "\n".join(lines[1:]))
+        self.last_shown = now
+        self.shown_version = policy.version
+
+    def tick(self, policy: Policy, server: str, now: float) -> None:
+        """Show the notice if the policy changed or it is time to remind."""
+        if self.shown_version != policy.version:
+            reason = "policy changed" if self.shown_version is not None else ""
+            self.show(policy, server, now, reason=reason)
+        elif now - self.last_shown >= self.every_seconds:
+            self.show(policy, server, now, reason="reminder")
+
+    def due_in(self, now: float) -> float:
+        return max(0.0, self.last_shown + self.every_seconds - now)
+
+
+def notify_send(summary: str, body: str) -> None:
+    """A desktop notification through notify-send, when it exists; never fails the agent."""
+    tool = shutil.which("notify-send")
+    if not tool:
+        return
+    try:
+        subprocess.run(  # noqa: S603 (our own fixed arguments)
+            [tool, "--app-name=callvault-agent", summary, body],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return
