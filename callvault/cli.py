@@ -109,6 +109,7 @@ def worker(rest: list[str]) -> None:
         enqueue_maintenance,
         start_scheduler,
         start_sealer,
+        watch_tasks,
     )
 
     parser = argparse.ArgumentParser(prog="callvault worker", description=COMMANDS["worker"])
@@ -119,10 +120,12 @@ def worker(rest: list[str]) -> None:
     )
     args = parser.parse_args(rest)
     enqueue_maintenance()
+    enqueue_maintenance(watch_tasks)
     if args.once:
         AuditSealer().run_once()
     else:
         start_scheduler(env_int("CALLVAULT_MAINTENANCE_INTERVAL", 3600))
+        start_scheduler(env_int("CALLVAULT_WATCH_INTERVAL", 120), watch_tasks)
         start_sealer(settings.AUDIT_SEAL_INTERVAL)
     if settings.REDIS_URL:
         extra = ["--burst"] if args.once else ["--with-scheduler"]

@@ -1,5 +1,5 @@
 """Periodic housekeeping that `callvault worker` enqueues on start and then every interval,
-and the audit sealer it runs in a thread of its own.
+the watches it enqueues every few minutes, and the audit sealer it runs in a thread of its own.
 
 Each task is idempotent, so several workers enqueueing the same one do no harm; several
 sealers take turns on a lock.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -19,20 +20,40 @@ def periodic_tasks() -> list[Any]:
     """The tasks to run regularly (imported late: apps must be ready)."""
     from callvault.guard.baseline import compute_baselines
     from callvault.guard.tasks import expire_exports, purge_expired_cache_rows
+    from callvault.monitoring.tasks import purge_old_screenshots
     from callvault.orders.tasks import prune_idempotency_records
+    from callvault.telephony.recordings import purge_old_recordings
 
-    return [prune_idempotency_records, compute_baselines, expire_exports, purge_expired_cache_rows]
+    return [
+        prune_idempotency_records,
+        compute_baselines,
+        expire_exports,
+        purge_expired_cache_rows,
+        purge_old_recordings,
+        purge_old_screenshots,
+    ]
 
 
-def enqueue_maintenance() -> None:
-    """Queue one run of every periodic task."""
-    for task in periodic_tasks():
+def watch_tasks() -> list[Any]:
+    """Checks whose answer is only useful within minutes ("agent offline while working"):
+    enqueued every CALLVAULT_WATCH_INTERVAL seconds, not with the hourly housekeeping."""
+    from callvault.monitoring.tasks import check_agent_silence
+
+    return [check_agent_silence]
+
+
+def enqueue_maintenance(tasks: Callable[[], list[Any]] | None = None) -> None:
+    """Queue one run of every periodic task (or of the given list's tasks)."""
+    for task in (tasks or periodic_tasks)():
         result = task.enqueue()
         log.info("enqueued %s as %s", task.name, result.id)
 
 
-def start_scheduler(interval_seconds: int) -> threading.Event:
-    """Enqueue maintenance every interval in a daemon thread; set the event to stop it."""
+def start_scheduler(
+    interval_seconds: int, tasks: Callable[[], list[Any]] | None = None
+) -> threading.Event:
+    """Enqueue the tasks (maintenance by default) every interval in a daemon thread; set the
+    event to stop it."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -40,13 +61,14 @@ def start_scheduler(interval_seconds: int) -> threading.Event:
 
         while not stop.wait(interval_seconds):
             try:
-                enqueue_maintenance()
+                enqueue_maintenance(tasks)
             except Exception:
-                log.exception("could not enqueue maintenance tasks")
+                log.exception("could not enqueue periodic tasks")
             finally:
                 close_old_connections()
 
-    threading.Thread(target=loop, name="callvault-maintenance", daemon=True).start()
+    name = f"callvault-{getattr(tasks, '__name__', 'maintenance')}"
+    threading.Thread(target=loop, name=name, daemon=True).start()
     return stop
 
 

@@ -303,6 +303,14 @@ if env_bool("CALLVAULT_HTTPS", not DEBUG) and not DEBUG:
 LEADS_DUPLICATE_WINDOW_HOURS = env_int("CALLVAULT_DUPLICATE_WINDOW_HOURS", 72)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("CALLVAULT_IDEMPOTENCY_TTL_HOURS", 48)
 
+# Call recordings (callvault/telephony/recordings.py; docs/telephony.md "Recordings"): the
+# largest upload or fetched file, the hosts a PBX's recording URL may name beyond public https
+# ones (a PBX on the office network), and how long one fetch may take.
+RECORDING_MAX_BYTES = env_int("CALLVAULT_RECORDING_MAX_BYTES", 200 * 1024 * 1024)
+RECORDING_FETCH_HOSTS = env_list("CALLVAULT_RECORDING_FETCH_HOSTS")
+RECORDING_FETCH_ALLOW_PRIVATE = env_bool("CALLVAULT_RECORDING_FETCH_ALLOW_PRIVATE", False)
+RECORDING_FETCH_TIMEOUT = env_int("CALLVAULT_RECORDING_FETCH_TIMEOUT", 300)
+
 # The audit trail's hash chain (docs/audit.md). The Ed25519 key that signs checkpoints and
 # prune records lives outside the database; `callvault audit keygen` creates it.
 AUDIT_SIGNING_KEY_FILE = Path(

@@ -45,6 +45,11 @@ KINDS: dict[str, Any] = {
         "%(user)s: %(count)s %(what)s this hour; usually %(mean)s an hour, "
         "and 95%% of hours at most %(p95)s."
     ),
+    # Monitoring (callvault/monitoring/silence.py).
+    "agent_silent": _(
+        "%(user)s is working in callvault but the monitoring agent on %(device)s has been "
+        "silent for %(minutes)s minutes (last seen %(last_seen)s)."
+    ),
 }
 
 

@@ -144,8 +144,61 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
     AuditedTable("guard_quotarule", "quota_rule", "project_id"),
     AuditedTable("guard_alertrule", "alert_rule", "project_id"),
     AuditedTable("guard_suspension", "suspension", "project_id"),
-    # Telephony (callvault/telephony).
-    # Monitoring (callvault/monitoring).
+    # Telephony (callvault/telephony): settings, PBXs, SIP accounts, calls and their tokens.
+    AuditedTable(
+        "telephony_telephonysettings",
+        "telephony_settings",
+        "project_id",
+        sealed_columns=("secret_sealed",),
+        resealed_by="telephony.TelephonySettings.secret_sealed",
+    ),
+    # last_used_at: refreshed at most once a minute by the PBX endpoints' authentication.
+    AuditedTable(
+        "telephony_pbx",
+        "pbx",
+        "project_id",
+        sealed_columns=("secret_hash",),
+        ignored_columns=("last_used_at",),
+    ),
+    AuditedTable("telephony_sipaccount", "sip_account", "project_id", sealed_columns=("ha1",)),
+    AuditedTable("telephony_call", "call", "project_id"),
+    # A token is an event of its call (call.start issues it, call.dial spends it): a used_at
+    # cleared outside the application, to dial a token twice, is caught here.
+    AuditedTable(
+        "telephony_calltoken",
+        "call",
+        "",
+        object_column="call_id",
+        sealed_columns=("token_hash",),
+        projects_from="telephony_call.id",
+    ),
+    # Recordings and reviews are events of their call (recording.store/purge,
+    # call_review.create): a recording deleted or a score changed outside the application
+    # is what these catch.
+    AuditedTable("telephony_recording", "call", "project_id", object_column="call_id"),
+    AuditedTable("telephony_callreview", "call", "project_id", object_column="call_id"),
+    # Monitoring (callvault/monitoring): the policy, enrolment codes and devices. A code and a
+    # device token are kept as hashes, still credentials. What the agent's requests move on
+    # a device (last seen, its address, the last heartbeat's seq, the silence alert's mark)
+    # is bookkeeping; spans and screenshots are the agent's data, not decisions (their
+    # reading is recorded: timeline.view, screenshot.view).
+    AuditedTable("monitoring_monitoringpolicy", "monitoring_policy", "project_id"),
+    AuditedTable(
+        "monitoring_enrolmentcode", "enrolment_code", "project_id", sealed_columns=("code_hash",)
+    ),
+    AuditedTable(
+        "monitoring_device",
+        "device",
+        "project_id",
+        sealed_columns=("token_hash",),
+        ignored_columns=(
+            "last_seen_at",
+            "last_ip",
+            "last_seq",
+            "open_span_id",
+            "silence_alerted_at",
+        ),
+    ),
     # Users belong to no project, but their events are filed under their project when they
     # have one (logins, password resets).
     AuditedTable(

@@ -58,6 +58,8 @@ DEFAULT_ALERT_RULES: list[tuple[str, int, int]] = [
     (AlertKind.EXPORTS_BURST, 3, 60),
     (AlertKind.OUTSIDE_HOURS, 1, 60),
     (AlertKind.ANOMALY, 4, 60),
+    # Checked by callvault/monitoring/silence.py: silent 10 minutes, working within 10.
+    (AlertKind.AGENT_SILENT, 10, 10),
 ]
 # Working hours are the call center's own, and the defaults (08:00-21:00 every day) are a
 # guess: until the owner has set them, an alert for work outside them would mostly be noise

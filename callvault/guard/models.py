@@ -106,6 +106,9 @@ class AlertKind(models.TextChoices):
     EXPORTS_BURST = "exports_burst", _("Many exports in a short time")
     OUTSIDE_HOURS = "outside_hours", _("Access outside working hours")
     ANOMALY = "anomaly", _("Far above the member's usual pace")
+    # callvault/monitoring/silence.py: threshold = minutes the agent has been silent,
+    # window = minutes in which the member did something in callvault.
+    AGENT_SILENT = "agent_silent", _("Agent offline while working")
 
 
 class AlertRule(models.Model):

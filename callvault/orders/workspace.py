@@ -66,6 +66,7 @@ from callvault.orders.views import (
     operator_zone,
     render_card,
 )
+from callvault.telephony.actions import CallRefused, do_start_call
 
 # My orders is the work in hand, not an archive: the oldest due first, at most this many.
 MY_ORDERS_LIMIT = 200
@@ -388,16 +389,39 @@ def add_comment(request: HttpRequest, project_slug: str, order_id: int) -> HttpR
 @login_required
 @require_POST
 def call(request: HttpRequest, project_slug: str, order_id: int) -> HttpResponse:
-    """Start a call to the customer: the browser sends only the order id.
-
-    No telephony provider exists yet (the telephony issue adds them), so this answers just
-    that, after the same access check a real call will need. It records nothing: no call
-    was made, and nothing secret is read.
-    """
+    """Start a call to the customer: the browser sends only the order id, and gets back the
+    provider's word (for SIP token dialing, a `sip:` link holding a one-time token), never
+    the number (telephony/actions.py: do_start_call)."""
     member, order = _editor(request, project_slug, order_id)
     quotas.charge(member, QuotaKind.CALL)  # past the quota: the 429 answer, no call
-    message = _("No telephony provider is configured for this project.")
+    try:
+        _call, result = do_start_call(member, order)
+    except CallRefused as refused:
+        return _call_answer(request, member, order, refused.message, ok=False)
+    return _call_answer(
+        request, member, order, result.message, ok=result.ok, sip_uri=result.sip_uri
+    )
+
+
+def _call_answer(
+    request: HttpRequest,
+    member: Membership,
+    order: Order,
+    message: str,
+    *,
+    ok: bool,
+    sip_uri: str = "",
+) -> HttpResponse:
+    """The HTMX fragment in the card; without HTMX, a refusal back on the card, and a started
+    call on a page of its own (the sip: link cannot travel in a flash message)."""
+    context = {"message": message, "ok": ok, "sip_uri": sip_uri, "card_url": _card_url(order)}
     if _is_htmx(request):
-        return render(request, "orders/workspace_call.html", {"message": message})
-    messages.warning(request, message)
-    return redirect(_card_url(order))
+        response = render(request, "orders/workspace_call.html", context)
+    elif not ok:
+        messages.warning(request, message)
+        return redirect(_card_url(order))
+    else:
+        page = {**context, "order": order, "member": member, "project": member.project}
+        response = render(request, "telephony/call_started.html", page)
+    response["Cache-Control"] = "no-store"  # a token is for this answer only
+    return response

@@ -36,20 +36,23 @@ class TelephonySettings(models.Model):
     token_ttl_seconds = models.PositiveIntegerField(_("call token lifetime (seconds)"), default=60)
     # Who may press "Call" beyond the card's own access check.
     trainees_may_call = models.BooleanField(_("trainees may call"), default=True)
-    # Asterisk AMI: where to log in; the secret is sealed with the vault's key ring.
+    # The provider's secret (the AMI login secret, or the cloud PBX's signing secret), sealed
+    # with the vault's key ring. One column for whichever provider is in use: key rotation
+    # re-seals a table's secret column under one audited name (audit/bypass.py), and a
+    # project calls through one provider at a time (changing it clears the secret).
+    secret_sealed = models.TextField(blank=True)
+    # Asterisk AMI: where to log in and what to originate.
     ami_host = models.CharField(_("AMI host"), max_length=200, blank=True)
     ami_port = models.PositiveIntegerField(_("AMI port"), default=5038)
     ami_username = models.CharField(_("AMI user"), max_length=100, blank=True)
-    ami_secret_sealed = models.TextField(blank=True)
     ami_context = models.CharField(_("dialplan context for customers"), max_length=100, blank=True)
     ami_channel = models.CharField(
         _("operator channel template"), max_length=100, default="PJSIP/{extension}"
     )
-    # Cloud PBX callback: one HTTP request per call; the signing secret is sealed.
+    # Cloud PBX callback: one HTTP request per call, signed with the provider's secret.
     cloud_url = models.URLField(_("callback URL"), max_length=500, blank=True)
     cloud_headers = models.JSONField(_("extra headers"), default=dict, blank=True)
     cloud_body_template = models.TextField(_("body template (JSON)"), blank=True)
-    cloud_secret_sealed = models.TextField(blank=True)
     # Inbound calls from numbers the project does not know.
     unknown_caller_name = models.CharField(
         _("name shown for unknown callers"), max_length=100, default="New caller"

@@ -1,4 +1,11 @@
 """Telephony pages under /p/<project>/calls/."""
 
+from django.urls import URLPattern
+
+from callvault.telephony import recording_views, views
+
 app_name = "telephony"
-urlpatterns: list = []
+urlpatterns: list[URLPattern] = [
+    *views.urlpatterns,
+    *recording_views.urlpatterns,
+]

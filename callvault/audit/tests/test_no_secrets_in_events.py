@@ -47,6 +47,13 @@ COVERED = {
     ),
     "accounts.WebAuthnCredential.credential_id": "passkey registered, used, refused, removed",
     "guard.GuardSettings.webhook_secret_sealed": "generated on its page, replaced, rotated",
+    # telephony (telephony/tests/call_support.py: drive_telephony_paths)
+    "telephony.TelephonySettings.secret_sealed": "set on its page, replaced, rotated",
+    "telephony.Pbx.secret_hash": "PBX added on its page, used, refused, revoked",
+    "telephony.CallToken.token_hash": "issued by the card's Call, resolved, refused reused",
+    # monitoring (monitoring/tests/support.py: drive_monitoring_paths)
+    "monitoring.EnrolmentCode.code_hash": "code made on its page, used, refused when reused",
+    "monitoring.Device.token_hash": "device enrolled, token used, refused, device revoked",
 }
 
 
@@ -362,6 +369,14 @@ def test_no_event_holds_a_secret_after_every_change_path(own_ring, project, owne
     # <webhook-secret paths>
     drive_webhook_secret_paths(run, owner)
     drive_support_paths(run, owner)
+    # <telephony paths>
+    from callvault.telephony.tests.call_support import drive_telephony_paths
+
+    drive_telephony_paths(run, owner, rng)
+    # <monitoring paths>
+    from callvault.monitoring.tests.support import drive_monitoring_paths
+
+    drive_monitoring_paths(run, owner)
 
     assert run.exercised == secret_columns(), "a secret column had no change path driven"
     assert unregistered_secretish_columns() == set()

@@ -33,6 +33,7 @@ from callvault.accounts.stepup import SESSION_KEY
 from callvault.accounts.support import do_create_support_account, do_grant_support_access
 from callvault.audit.models import AuditEvent
 from callvault.lib.fakephones import fake_phone_numbers
+from callvault.monitoring.tests.support import world_screenshot
 from callvault.orders.actions import do_add_comment, do_assign_order
 from callvault.orders.intake import Lead, LeadItem, do_create_order
 from callvault.orders.models import Order
@@ -148,7 +149,31 @@ PAGES: dict[str, tuple[str, str]] = {
     "account:idle_ping": (PERSONAL, "keeps the session awake"),
     "account:support_link": (PERSONAL, "a one-time support link (its own tests)"),
     # --- telephony (callvault/telephony): pages, then the PBX's endpoints (MACHINE) ---
+    "telephony:settings": (SETTINGS, "telephony settings (can_manage_project), no call data"),
+    "telephony:pbxs": (SETTINGS, "PBXs: names, networks; a new secret shown once"),
+    "telephony:pbx_revoke": (SETTINGS, "revokes a PBX's secret (POST)"),
+    "telephony:sip_accounts": (SETTINGS, "members' SIP accounts; a new password shown once"),
+    "telephony:sip_account_disable": (SETTINGS, "disables a SIP account (POST)"),
+    "pbx:resolve": (MACHINE, "a call token's number, for the PBX's secret only"),
+    "pbx:events": (MACHINE, "a call's progress, from the PBX"),
+    "pbx:inbound": (MACHINE, "who is calling: a display name, never the number"),
+    "telephony:recording_play": (RECORDINGS, "a call's recording, streamed with Range"),
+    "telephony:review": (RECORDINGS, "a call's quality review form"),
+    "telephony:reviews": (RECORDINGS, "call reviews: calls, operators, scores"),
+    "pbx:recording": (MACHINE, "the PBX uploads a call's recording or gives its URL"),
     # --- monitoring (callvault/monitoring): pages, then the agent's endpoints (MACHINE) ---
+    "monitoring:devices": (ACTIVITY, "members' devices, pending codes"),
+    "monitoring:code_create": (ACTIVITY, "an enrolment code, shown once (POST)"),
+    "monitoring:device_revoke": (ACTIVITY, "revokes a device (POST)"),
+    "monitoring:timeline": (ACTIVITY, "a member's day: spans, screenshots, CRM actions"),
+    "monitoring:screenshot": (ACTIVITY, "a screenshot in full, each view recorded"),
+    "monitoring:screenshot_thumb": (ACTIVITY, "a screenshot's thumbnail"),
+    "monitoring:policy": (SETTINGS, "the monitoring policy (can_manage_project)"),
+    "monitoring:mine": (SETTINGS, "what is collected about the member themself"),
+    "agent:enrol": (MACHINE, "a one-time code for a device token"),
+    "agent:policy": (MACHINE, "the policy, by device token"),
+    "agent:heartbeats": (MACHINE, "heartbeats, by device token"),
+    "agent:screenshots": (MACHINE, "screenshots, by device token"),
 }
 
 # The JSON API: keys are not roles. Orders are read through Order.objects.for_api_key.
@@ -291,6 +316,12 @@ def world(
         "suspension_id": 1,
         "passkey_id": 1,
         "token": "x" * 43,
+        "device_id": 1,
+        # A real screenshot of olga's: its pages answer 200 to those who may see it.
+        "screenshot_id": world_screenshot(olga),
+        "call_id": 1,
+        "pbx_id": 1,
+        "account_id": 1,
     }
     return World(project, members, hidden, own, held, earlier, kwargs)
 

@@ -1,7 +1,8 @@
 """The "Call" button: POST /p/<slug>/orders/<id>/call/ carries only the order id.
 
-Until the telephony issue adds providers, it answers that none is configured, after the same
-access checks a real call will need, and records nothing."""
+A project without a telephony provider answers that none is configured, after the same access
+checks a real call needs, and records nothing. Calls through the providers are tested in
+callvault/telephony/tests/ (test_start_call.py and the provider tests)."""
 
 from __future__ import annotations
 

@@ -130,6 +130,7 @@ class Command(BaseCommand):
             "  API docs: http://127.0.0.1:8000/api/v1/docs",
             "",
         ]
+        lines += _demo_telephony(project)
         statuses = {s.code: s for s in Status.objects.filter(project=project)}
         operators = [users["operator1"], users["operator2"], users["operator3"]]
         # Numbers from the range reserved for fiction, written the ways people type them;
@@ -160,3 +161,28 @@ class Command(BaseCommand):
                 )
         creds.write_text("\n".join(lines) + "\n", encoding="utf-8")
         creds.chmod(0o600)
+
+
+# The demo's telephony: SIP token dialing through the reference Kamailio (deploy/kamailio), a
+# PBX entry for it, and a softphone account per member who calls.
+DEMO_SIP_DOMAIN = "127.0.0.1"
+DEMO_EXTENSIONS = [("operator1", "1001"), ("operator2", "1002"), ("operator3", "1003")]
+
+
+def _demo_telephony(project: Project) -> list[str]:
+    """Set the demo's telephony up; the lines of the credentials file that name its secrets."""
+    from callvault.accounts.models import Membership
+    from callvault.telephony.setup_actions import (
+        do_create_pbx,
+        do_create_sip_account,
+        do_update_telephony_settings,
+    )
+
+    do_update_telephony_settings(project, {"provider": "sip_token", "sip_domain": DEMO_SIP_DOMAIN})
+    _, pbx_secret = do_create_pbx(project, "Demo Kamailio", networks=["127.0.0.1/32"])
+    lines = [f"  PBX secret (Kamailio's token lookup, /pbx/v1/): {pbx_secret}"]
+    for username, extension in [*DEMO_EXTENSIONS, ("trainee", "1009")]:
+        member = Membership.objects.get(project=project, user__username=username)
+        _, password = do_create_sip_account(member, extension)
+        lines.append(f"  SIP {extension}@{DEMO_SIP_DOMAIN} ({username}): {password}")
+    return [*lines, ""]

@@ -1,0 +1,170 @@
+"""Who is asking on /pbx/v1/: a PBX, by its shared secret and from its allowed networks.
+
+`Authorization: Bearer cvp_<prefix>_<random>`; the prefix finds the PBX, the SHA-256 of the
+whole secret must match, the PBX must not be revoked (else 401), and the client address
+(`callvault.lib.clientip`) must be inside the PBX's networks when it has any (else 403).
+The request then runs as the PBX (`Actor.pbx`) with CSRF off: a secret in a header, not a
+cookie, is the credential. Refusals are recorded by prefix and reason, never the secret.
+
+This runs before every request of a SIP proxy that waits on the answer (the token lookup,
+docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from functools import lru_cache, wraps
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from callvault.accounts.allowlist import IPNetwork, address_in, parse_networks
+from callvault.audit.context import Actor, acting_as
+from callvault.audit.recorder import record_event
+from callvault.lib.clientip import client_ip
+from callvault.telephony.models import Pbx
+from callvault.telephony.setup_actions import PBX_SECRET_PREFIX, hash_pbx_secret
+
+LAST_USED_GRANULARITY_SECONDS = 60
+
+PbxView = Callable[..., HttpResponse]
+
+# The PBX by its unique prefix, as plain SQL (prepared on PostgreSQL): building the
+# equivalent ORM query (with the project joined) cost more than PostgreSQL's work for it.
+# The database answers "revoked?" and "last use older than a minute?" itself, so no
+# datetime needs converting here.
+_FIELDS = ("id", "project_id", "name", "prefix", "secret_hash", "networks")
+_PBX_SQL = (
+    f"SELECT {', '.join(_FIELDS)}, revoked_at IS NOT NULL, "  # noqa: S608 (constants)
+    "last_used_at IS NULL OR last_used_at < %s FROM telephony_pbx WHERE prefix = %s"
+)
+# "Last used" needs no more precision than a minute: at most one write a minute per PBX,
+# and the condition keeps several workers that saw it stale at once from writing it again.
+# (last_used_at is bookkeeping for the bypass triggers: audit/bypass.py.)
+_TOUCH_SQL = (
+    "UPDATE telephony_pbx SET last_used_at = %s "
+    "WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)"
+)
+
+
+def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple[Any, ...] | None:
+    """The first row of a statement PostgreSQL prepares once per connection (on its fifth
+    run: psycopg's threshold), the server binding the parameters; elsewhere a plain query.
+
+    For the few statements every PBX request runs: parsing and planning them cost
+    PostgreSQL more than running them (docs/benchmarks.md, "Token resolution"). Django
+    opens connections with prepare_threshold None (psycopg then never prepares) and its
+    own cursors bind on the client and are never prepared, so lifting the threshold changes
+    nothing else (orders/queue.py does the same for the claim). The cursor is wrapped as
+    Django wraps its own, so query logging, assertNumQueries and execute wrappers see it.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()  # type: ignore[no-any-return]
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 5
+    logged = connection.queries_logged
+    wrap = connection.make_debug_cursor if logged else connection.make_cursor
+    with wrap(ServerBindingCursor(raw)) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if logged and connection.queries_log and connection.queries_log[-1]["sql"] is None:
+        # psycopg keeps no text of a prepared execution: log what Django logs otherwise.
+        connection.queries_log[-1]["sql"] = connection.ops.compose_sql(sql, params)
+    return row  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=256)
+def _networks(text: str) -> tuple[IPNetwork, ...]:
+    return tuple(parse_networks(line for line in text.splitlines() if line.strip()))
+
+
+def _bearer(request: HttpRequest) -> str:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _refused(pbx: Pbx | None, prefix: str, reason: str, ip: str) -> None:
+    record_event(
+        "pbx.refused",
+        project_id=pbx.project_id if pbx else None,
+        object_type="pbx",
+        object_id=pbx.pk if pbx else "",
+        extra={"prefix": prefix[:12], "reason": reason, "ip": ip},
+    )
+
+
+def _find(prefix: str, stale_before: Any) -> tuple[Pbx, bool, bool] | None:
+    """The PBX with this prefix (fields other than _FIELDS load when first read), whether it
+    is revoked and whether its last use is older than `stale_before`; None if unknown."""
+    row = fetch_prepared(_PBX_SQL, [stale_before, prefix])
+    if row is None:
+        return None
+    return Pbx.from_db(connection.alias, _FIELDS, row[:6]), bool(row[6]), bool(row[7])
+
+
+def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
+    """The PBX behind the request, or the 401/403 answer (recorded)."""
+    raw = _bearer(request)
+    parts = raw.split("_", 2)
+    prefix = parts[1] if len(parts) == 3 and parts[0] == PBX_SECRET_PREFIX else ""
+    now = timezone.now()
+    ops = connection.ops
+    stale_before = ops.adapt_datetimefield_value(
+        now - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS)
+    )
+    found = _find(prefix, stale_before) if prefix else None
+    pbx, revoked, stale = found if found is not None else (None, False, False)
+    ip = client_ip(request)
+    valid = (
+        pbx is not None
+        and not revoked
+        and secrets.compare_digest(pbx.secret_hash, hash_pbx_secret(raw))
+    )
+    if not valid:
+        reason = "missing" if not raw else "unknown" if pbx is None else "wrong secret"
+        if revoked:
+            reason = "revoked"
+        _refused(pbx, prefix, reason, ip)
+        response = HttpResponse("unauthorized", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="callvault-pbx"'
+        return response
+    assert pbx is not None
+    networks = _networks(pbx.networks)
+    if networks and not address_in(ip, networks):
+        _refused(pbx, prefix, "address", ip)
+        return HttpResponse("forbidden", status=403, content_type="text/plain")
+    if stale:
+        with connection.cursor() as cursor:
+            cursor.execute(_TOUCH_SQL, [ops.adapt_datetimefield_value(now), pbx.pk, stale_before])
+    return pbx
+
+
+def pbx_endpoint(view: PbxView) -> PbxView:
+    """Decorator: POST only, CSRF-exempt, authenticated as a PBX, run as that PBX; the view
+    gets the PBX after the request."""
+
+    @csrf_exempt
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        found = authenticate_pbx(request)
+        if isinstance(found, HttpResponse):
+            return found
+        with acting_as(Actor.pbx(found.pk, found.name)):
+            response = view(request, found, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return wrapper
