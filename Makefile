@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test test-postgres lint fmt bench screenshots messages clean
 
-$(STAMP): pyproject.toml
+# The monitoring agent (agent/, its own distribution) is installed beside the server: its
+# tests start a real callvault server, and the server's tests never import it.
+$(STAMP): pyproject.toml agent/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[postgres,redis,dev]'
+	$(BIN)/pip install --quiet -e agent
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy callvault tests benchmarks docs
+	$(BIN)/mypy --config-file agent/pyproject.toml agent/src agent/tests
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
