@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,11 +38,14 @@ POLICY = {
 
 @dataclass
 class Answer:
-    """What to answer: a status and JSON body, or None to drop the connection unanswered."""
+    """What to answer: a status and JSON body (or `raw` bytes of `content_type`: a proxy's
+    page), or status None to drop the connection unanswered."""
 
     status: int | None
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -66,9 +71,33 @@ class Received:
         return fields
 
 
+# The real server refuses heartbeats and screenshots further in its future than this.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: Any) -> datetime | None:
+    """A time as the agent writes them; None for anything else (the tests send some)."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def too_late(text: Any, now: datetime) -> bool:
+    moment = parse_iso(text)
+    return moment is not None and moment > now + CLOCK_SKEW
+
+
 @dataclass
 class Script:
-    """Per path, answers to give in turn; after them (and for other paths) the contract's."""
+    """Per path, answers to give in turn; after them (and for other paths) the contract's.
+
+    The server's clock is `wall` (real time when None) plus `skew`; it is in every answer's
+    Date header and, with `server_time`, in its JSON answers, as the real server does."""
 
     policy: dict[str, Any] = field(default_factory=lambda: dict(POLICY))
     queued: dict[str, list[Answer]] = field(default_factory=dict)
@@ -76,6 +105,12 @@ class Script:
     last_seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] | None = None
+    skew: timedelta = timedelta(0)
+    server_time: bool = False
+
+    def now(self) -> datetime:
+        return (self.wall() if self.wall is not None else datetime.now(UTC)) + self.skew
 
     def then(self, path: str, *answers: Answer) -> None:
         self.queued.setdefault(path, []).extend(answers)
@@ -100,18 +135,35 @@ class Script:
 
     def default(self, req: Received) -> Answer:
         version = {"X-Policy-Version": str(self.policy["version"])}
+        now = self.now()
         if req.path == "/agent/v1/enrol":
             return Answer(201, {"device_id": 7, "token": "cvd_test_token", "policy": self.policy})
         if req.path == "/agent/v1/policy":
             return Answer(200, self.policy, version)
         if req.path == "/agent/v1/heartbeats":
             beats = req.json()["heartbeats"]
+            for i, beat in enumerate(beats):
+                if too_late(beat.get("at"), now):
+                    return self.future(f"heartbeats[{i}].at", now)
             fresh = [b for b in beats if b["seq"] > self.last_seq]
             self.last_seq = max([self.last_seq, *(b["seq"] for b in beats)])
-            return Answer(200, {"accepted": len(fresh), "last_seq": self.last_seq}, version)
+            return Answer(
+                200, self.timed({"accepted": len(fresh), "last_seq": self.last_seq}, now), version
+            )
         if req.path == "/agent/v1/screenshots":
-            return Answer(201, {"id": len(self.sent(req.path))}, version)
+            if too_late(req.form()["taken_at"].decode(), now):
+                return self.future("taken_at", now)
+            return Answer(201, {"id": len(self.sent(req.path)) + 1}, version)
         return Answer(404, {"detail": "not found"})
+
+    def future(self, name: str, now: datetime) -> Answer:
+        """The real server's 422 for a time too far in its future."""
+        message = "in the future: check the PC's clock"
+        body = {"detail": f"{name}: {message}", "errors": {name: message}}
+        return Answer(422, self.timed(body, now))
+
+    def timed(self, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        return {**body, "server_time": iso(now)} if self.server_time else body
 
 
 @contextmanager
@@ -121,6 +173,9 @@ def scripted_server(script: Script) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.format_datetime(script.now().astimezone(UTC), usegmt=True)
 
         def handle_any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -134,9 +189,9 @@ def scripted_server(script: Script) -> Iterator[str]:
                 self.close_connection = True
                 self.connection.close()  # the connection drops: no answer at all
                 return
-            body = json.dumps(answer.body).encode()
+            body = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
             self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(body)))
             for key, value in answer.headers.items():
                 self.send_header(key, value)

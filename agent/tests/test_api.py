@@ -85,3 +85,39 @@ def test_the_client_never_shows_its_token() -> None:
     client = Client("https://crm.example", "cvd_secret_value")
     assert "cvd_secret_value" not in repr(client)
     assert "cvd_secret_value" not in str(vars(client).get("server"))
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_answered_not_followed_so_the_token_stays_with_its_server(
+    status: int,
+) -> None:
+    # Regression (security review): urllib's default handler resent Authorization to any host.
+    elsewhere = Script()
+    with scripted_server(elsewhere) as other:
+        script = Script()
+        to = {"Location": f"{other}/agent/v1/policy"}
+        script.then("/agent/v1/policy", Answer(status, None, to))
+        script.then("/agent/v1/heartbeats", Answer(status, None, to))
+        with scripted_server(script) as url:
+            client = Client(url, "cvd_secret")
+            policy = client.policy()
+            beats = client.heartbeats([{"seq": 1, "state": "active"}])
+    assert elsewhere.received == []  # nothing, and no token, went anywhere else
+    for reply in (policy, beats):
+        assert reply.status == status and reply.is_redirect
+        assert "redirects are not followed" in reply.detail()
+        assert other in reply.detail()
+
+
+def test_accept_language_comes_from_the_os_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LANG", "ru_RU.UTF-8")
+    script = Script()
+    with scripted_server(script) as url:
+        Client(url, "cvd_abc").policy()
+        monkeypatch.setenv("LANG", "C.UTF-8")
+        Client(url, "cvd_abc").policy()
+    first, second = script.sent("/agent/v1/policy")
+    assert first.headers["Accept-Language"] == "ru-RU, ru;q=0.9"
+    assert "Accept-Language" not in second.headers  # the C locale names no language

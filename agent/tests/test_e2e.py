@@ -18,7 +18,14 @@ import pytest
 from PIL import Image
 
 import harness
+from callvault_agent.api import Client
+from callvault_agent.notice import Notifier
+from callvault_agent.platforms import Window
+from callvault_agent.policy import parse_policy
+from callvault_agent.queue import Outbox
+from callvault_agent.runner import Agent
 from conftest import unavailable
+from test_runner import Desk
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.e2e]
 
@@ -191,3 +198,47 @@ def test_the_agent_reports_activity_and_screenshots_and_loses_nothing_across_a_r
         code_at_exit = agent.stop()
     assert code_at_exit == 0, agent.log()[-3000:]
     assert "monitoring is off" in agent.log()
+
+
+CLOCK_TITLE = "callvault e2e clock ahead"
+
+
+def test_heartbeats_stamped_by_a_clock_15_minutes_ahead_reach_the_real_server(
+    server: harness.Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent in this process, its wall clock 15 minutes ahead, against the real server:
+    what it queued before reaching the server is refused as "in the future" (422), moved by
+    the clock's error and accepted; nothing is dropped; what follows is stamped right."""
+    ahead = timedelta(minutes=15)
+    enrolled = Client(server.url).enrol(server.enrolment_code(), "clock-pc", "linux-x11")
+    assert enrolled.status == 201, enrolled.body
+    outbox = Outbox(tmp_path / "q.sqlite3")
+    agent = Agent(
+        Client(server.url, enrolled.body["token"]),
+        outbox,
+        Desk(window=Window("clockapp", CLOCK_TITLE)),
+        policy=parse_policy(enrolled.body["policy"]),
+        notifier=Notifier(out=io.StringIO(), desktop=lambda s, b: None),
+        wall=lambda: datetime.now(UTC) + ahead,
+    )
+    agent.policy_due = agent.clock() + 600  # offline so far: nothing has been asked yet
+    policy = agent.policy
+    assert policy is not None
+    before = datetime.now(UTC)
+    for _ in range(3):
+        agent.record_heartbeat(policy)
+        time.sleep(1)
+    agent.flush()
+    assert outbox.heartbeat_count() == 0
+    assert "in its future" in caplog.text and "dropped" not in caplog.text
+    assert agent.time.offset is not None  # from now on the server's time
+    agent.record_heartbeat(policy)
+    agent.flush()
+    after = datetime.now(UTC)
+    outbox.close()
+
+    (span,) = [s for s in spans(server) if s["title"] == CLOCK_TITLE]
+    slack = timedelta(seconds=5)
+    # One span of the four heartbeats, at the real time, not 15 minutes ahead.
+    assert before - slack <= at(span["start"]) <= before + slack, (span, before)
+    assert before + timedelta(seconds=2) <= at(span["end"]) <= after + slack, (span, after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -136,3 +137,45 @@ def test_backoff_resets_on_success_and_honours_retry_after() -> None:
     assert backoff.failed() <= 2
     assert backoff.failed(at_least=45) == 45
     assert backoff.wait() >= 45 - 1e-9
+
+
+def test_a_queue_file_of_the_first_release_is_upgraded_with_its_items(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE heartbeats (seq INTEGER PRIMARY KEY, item TEXT NOT NULL);
+        CREATE TABLE screenshots (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL UNIQUE,
+            taken_at TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+            mime TEXT NOT NULL, image BLOB NOT NULL
+        );
+        INSERT INTO meta VALUES ('next_seq', 8);
+        INSERT INTO heartbeats VALUES (7, '{"at": "2026-11-29T09:00:00.000Z", "state": "idle"}');
+        INSERT INTO screenshots (client_id, taken_at, width, height, mime, image)
+            VALUES ('c1', '2026-11-29T09:00:00.000Z', 1, 1, 'image/webp', x'00');
+        """
+    )
+    old.close()
+    box = Outbox(path)
+    (beat_,) = box.heartbeats(10)
+    assert (beat_.seq, beat_.retimed, beat_.item["state"]) == (7, 0, "idle")
+    box.retime_heartbeats({7: "2026-11-29T08:45:00.000Z"})
+    (moved,) = box.heartbeats(10)
+    assert (moved.seq, moved.retimed, moved.item["at"]) == (7, 1, "2026-11-29T08:45:00.000Z")
+    shot = box.oldest_screenshot()
+    assert shot is not None and shot.retimed == 0
+    box.retime_screenshot(shot.id, "2026-11-29T08:45:00.000Z")
+    again = box.oldest_screenshot()
+    assert again is not None and (again.retimed, again.taken_at) == (1, "2026-11-29T08:45:00.000Z")
+    assert box.add_heartbeat(beat(1)) == 8  # the sequence goes on
+
+
+def test_renumbering_keeps_the_count_of_time_moves(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "q.sqlite3")
+    box.add_heartbeat(beat(0))
+    box.retime_heartbeats({1: "2026-11-29T08:00:00.000Z"})
+    box.renumber_after(100)
+    (moved,) = box.heartbeats(10)
+    assert (moved.seq, moved.retimed) == (101, 1)

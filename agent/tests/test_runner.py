@@ -19,8 +19,8 @@ from callvault_agent.notice import Notifier
 from callvault_agent.platforms import Window
 from callvault_agent.policy import Policy, parse_policy
 from callvault_agent.queue import Outbox
-from callvault_agent.runner import Agent, Options, Revoked, bad_heartbeat_index
-from scripted import POLICY, Answer, Script, scripted_server
+from callvault_agent.runner import MAX_RETIMES, Agent, Options, Revoked, bad_heartbeat_index
+from scripted import POLICY, Answer, Script, iso, parse_iso, scripted_server
 
 HEARTBEATS = "/agent/v1/heartbeats"
 SCREENSHOTS = "/agent/v1/screenshots"
@@ -92,7 +92,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     clock = Clock()
-    script = Script(clock=clock)
+    script = Script(clock=clock, wall=clock.wall)
     with scripted_server(script) as url:
         desk = Desk(window=Window("firefox", "Order 12345678 - CRM"))
         outbox = Outbox(tmp_path / "q.sqlite3")
@@ -335,3 +335,171 @@ def test_after_a_long_pause_screenshots_do_not_come_in_a_burst(world: World) -> 
     assert len(world.shots) == before  # a fresh interval starts now
     world.run(60)
     assert len(world.shots) == before + 3
+
+
+# An answer that is not callvault's must not delete anything (security review).
+
+PORTAL = b"<html><body>Maintenance: back soon</body></html>"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(200, raw=PORTAL, content_type="text/html"),
+        Answer(200, {}),
+        Answer(200, {"accepted": "3", "last_seq": 3}),
+        Answer(302, None, {"Location": "https://portal.example/login"}),
+    ],
+    ids=["html-page", "empty-json", "wrong-shape", "redirect"],
+)
+def test_an_answer_that_is_not_the_servers_keeps_the_heartbeats(
+    world: World, answer: Answer, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.script.skew = timedelta(hours=-5)  # the portal's clock must not move ours
+    for _ in range(3):
+        world.agent.record_heartbeat(world.agent.policy)  # type: ignore[arg-type]
+    world.script.then(HEARTBEATS, answer)
+    world.agent.flush()
+    assert world.outbox.heartbeat_count() == 3  # kept, retried after the back-off
+    assert world.agent.heartbeat_backoff.failures == 1
+    assert "3 heartbeat(s) and 0 screenshot(s) kept" in caplog.text
+    assert world.agent.time.offset is None
+    world.script.skew = timedelta(0)
+    world.run(5)
+    assert world.outbox.heartbeat_count() == 0
+    assert world.script.seqs()[:3] == [1, 2, 3]
+
+
+def test_a_screenshot_answer_that_is_not_the_servers_keeps_the_screenshot(
+    world: World,
+) -> None:
+    world.outbox.add_screenshot(
+        taken_at="2026-11-30T09:00:00.000Z", width=1, height=1, mime="image/webp", image=b"x"
+    )
+    world.script.then(SCREENSHOTS, Answer(201, raw=PORTAL, content_type="text/html"))
+    world.agent.flush()
+    assert world.outbox.screenshot_count() == 1
+    world.run(5)
+    assert world.outbox.screenshot_count() == 0
+    assert len(world.script.sent(SCREENSHOTS)) == 2
+
+
+# A PC clock ahead of the server's: items are moved, not dropped (security review).
+
+AHEAD = timedelta(minutes=15)  # the server refuses more than 10 minutes in its future
+
+
+def beats_sent(world: World) -> list[dict[str, object]]:
+    return [
+        b
+        for r in world.script.sent(HEARTBEATS)
+        if r.headers.get("X-Answered") == "200"
+        for b in r.json()["heartbeats"]
+    ]
+
+
+def moment(value: object) -> datetime:
+    parsed = parse_iso(value)
+    assert parsed is not None, value
+    return parsed
+
+
+def queue_while_offline(world: World, count: int) -> list[str]:
+    """Heartbeats stamped by the PC's clock before the server was reached."""
+    stamps = []
+    for _ in range(count):
+        world.agent.record_heartbeat(world.agent.policy)  # type: ignore[arg-type]
+        stamps.append(world.clock.wall())
+        world.clock.now += 5
+    return [iso(stamp - AHEAD) for stamp in stamps]
+
+
+@pytest.mark.parametrize("server_time", [True, False], ids=["server_time", "date-header"])
+def test_heartbeats_from_a_clock_ahead_are_moved_by_its_error_and_accepted(
+    world: World, server_time: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.script.skew = -AHEAD
+    world.script.server_time = server_time
+    expected = queue_while_offline(world, 3)
+    world.agent.flush()
+    refused, accepted = world.script.sent(HEARTBEATS)
+    assert (refused.headers["X-Answered"], accepted.headers["X-Answered"]) == ("422", "200")
+    beats = beats_sent(world)
+    assert [b["seq"] for b in beats] == [1, 2, 3]  # nothing dropped, seq unchanged
+    # Moved by the clock's error: exactly with server_time; from the Date header (whole
+    # seconds) within its resolution.
+    for beat, want in zip(beats, expected, strict=True):
+        error = abs((moment(beat["at"]) - moment(want)).total_seconds())
+        assert error <= (0.001 if server_time else 1.0), (beat, want)
+    assert world.outbox.heartbeat_count() == 0
+    assert "clock is 900 s ahead of the server's" in caplog.text
+    assert "dropped" not in caplog.text
+    # From now on the PC stamps with the server's time.
+    world.run(5)
+    latest = beats_sent(world)[-1]
+    wanted = world.clock.wall() - AHEAD
+    assert abs((moment(latest["at"]) - wanted).total_seconds()) <= 1.0
+
+
+def test_a_heartbeat_the_server_keeps_finding_in_the_future_is_dropped_after_a_few_tries(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue_while_offline(world, 2)
+    message = "in the future: check the PC's clock"
+    refusal = {"detail": f"heartbeats[0].at: {message}", "errors": {"heartbeats[0].at": message}}
+    world.script.then(HEARTBEATS, *[Answer(422, refusal)] * (MAX_RETIMES + 1))
+    world.agent.flush()
+    # The first heartbeat: sent, moved and sent again MAX_RETIMES times, then dropped; the
+    # second one goes through.
+    assert len(world.script.sent(HEARTBEATS)) == MAX_RETIMES + 2
+    assert f"heartbeat 1 in its future after {MAX_RETIMES} correction(s)" in caplog.text
+    assert world.script.seqs() == [2]
+    assert world.outbox.heartbeat_count() == 0
+
+
+def test_a_screenshot_from_a_clock_ahead_is_moved_and_accepted(world: World) -> None:
+    world.script.skew = -AHEAD
+    world.script.server_time = True
+    stamp = world.clock.wall()
+    world.outbox.add_screenshot(
+        taken_at=iso(stamp), width=1, height=1, mime="image/webp", image=b"x"
+    )
+    world.agent.flush()
+    first, second = world.script.sent(SCREENSHOTS)
+    assert (first.headers["X-Answered"], second.headers["X-Answered"]) == ("422", "201")
+    assert second.form()["taken_at"].decode() == iso(stamp - AHEAD)
+    assert second.form()["client_id"] == first.form()["client_id"]
+    assert world.outbox.screenshot_count() == 0
+
+
+def test_a_server_clock_within_a_second_moves_no_timestamp(world: World) -> None:
+    world.script.skew = timedelta(milliseconds=700)
+    world.script.server_time = True
+    world.run(11)
+    assert [b["at"] for b in beats_sent(world)] == [
+        "2026-11-30T09:00:00.000Z",
+        "2026-11-30T09:00:05.000Z",
+        "2026-11-30T09:00:10.000Z",
+    ]
+    assert world.agent.time.offset is None
+
+
+# Phone numbers never reach the disk queue (security review).
+
+
+def test_a_phone_number_in_a_title_never_reaches_the_queue_file(
+    world: World, tmp_path: Path
+) -> None:
+    rng = random.Random()
+    phone = "+7 {}{}{} {}{}{}-{}{}-{}{}".format(*(rng.randrange(10) for _ in range(10)))
+    world.desk.window = Window("microsip.exe", f"Calling {phone} - MicroSIP")
+    world.use_policy(redact_patterns=[])  # the project's default: no patterns of its own
+    world.script.then(HEARTBEATS, *[Answer(503, {"detail": "down"})] * 50)
+    world.run(30)
+    assert world.outbox.heartbeat_count() > 0
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("q.sqlite3*"))
+    digits = "".join(c for c in phone if c.isdigit())
+    assert phone.encode() not in raw and digits.encode() not in raw
+    assert phone[-5:].encode() not in raw
+    queued = world.outbox.heartbeats(1)[0].item
+    assert queued["title"] == "Calling [redacted] - MicroSIP"

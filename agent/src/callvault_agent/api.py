@@ -2,6 +2,8 @@
 
 Every call answers a `Reply` (any HTTP status) or raises `Unreachable` (no answer at all:
 refused, reset, timed out, DNS, TLS); deciding what a status means is the caller's job.
+Redirects are never followed: a 3xx is answered as it is (the device token would otherwise
+go along to wherever the redirect points).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from callvault_agent import __version__
+from callvault_agent.language import accept_language
 
 USER_AGENT = f"callvault-agent/{__version__}"
 TIMEOUT = 20.0
@@ -52,8 +57,39 @@ class Reply:
         except ValueError:
             return 0.0
 
+    @property
+    def is_redirect(self) -> bool:
+        return 300 <= self.status < 400
+
+    @property
+    def date(self) -> datetime | None:
+        """The `Date` header (whole seconds), when there is a valid one."""
+        value = self.headers.get("Date")
+        try:
+            moment = parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        return moment.astimezone(UTC)
+
+    @property
+    def server_time(self) -> datetime | None:
+        """`server_time` of a JSON answer (ISO 8601, milliseconds), when there is a valid one."""
+        value = self.body.get("server_time") if isinstance(self.body, dict) else None
+        if not isinstance(value, str) or len(value) > 40:
+            return None
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment.astimezone(UTC) if moment.tzinfo else None
+
     def detail(self) -> str:
         """What the server said went wrong, in one line."""
+        if self.is_redirect:
+            where = (self.headers.get("Location") or "nowhere")[:200]
+            return f"HTTP {self.status}: a redirect to {where} (redirects are not followed)"
         if isinstance(self.body, dict):
             for key in ("detail", "error", "message"):
                 if self.body.get(key):
@@ -73,8 +109,29 @@ def check_server_url(url: str, *, allow_http: bool = False) -> str:
     return url.rstrip("/")
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Answers a redirect as it is instead of following it: urllib would send the request
+    again, Authorization header and all, to any host the Location names, even over plain
+    http. The agent's URL is the server's own; a redirect is an error to fix there."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> None:
+        return None
+
+
 class Client:
-    """One server, one device token (None before enrolment)."""
+    """One server, one device token (None before enrolment).
+
+    `language` is the Accept-Language header (the server's notice comes in it); by default
+    the operating system's language, none when it has none (the C locale).
+    """
 
     def __init__(
         self,
@@ -83,14 +140,19 @@ class Client:
         *,
         cafile: str | None = None,
         timeout: float = TIMEOUT,
+        language: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self._token = token
         self.timeout = timeout
+        self.language = language if language is not None else accept_language()
         self._context = ssl.create_default_context(cafile=cafile)
-        # No proxies from the environment: the agent talks to its server directly.
+        # No proxies from the environment: the agent talks to its server directly. Given a
+        # subclass of the redirect handler, build_opener leaves the default one out.
         self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._context)
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=self._context),
+            _NoRedirects(),
         )
 
     def __repr__(self) -> str:
@@ -138,6 +200,8 @@ class Client:
         auth: bool = True,
     ) -> Reply:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
+        if self.language:
+            headers["Accept-Language"] = self.language
         if auth and self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(  # noqa: S310 (the scheme was checked at enrolment)

@@ -60,6 +60,13 @@ def enroll(args: argparse.Namespace) -> int:
         print(f"callvault-agent: cannot reach {server}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     body = reply.body if isinstance(reply.body, dict) else {}
+    if reply.is_redirect:
+        print(
+            f"callvault-agent: {server} answers with a redirect ({reply.detail()}): enrol with "
+            "the server's own address (redirects are never followed: the token would go along)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if reply.status != 201 or not isinstance(body.get("token"), str):
         print(
             f"callvault-agent: enrolment refused ({reply.status}): {reply.detail()}",
@@ -78,7 +85,10 @@ def enroll(args: argparse.Namespace) -> int:
     # A new device starts a new sequence; what an earlier enrolment queued is not this one's.
     for path in (queue_path(), policy_path()):
         path.unlink(missing_ok=True)
-    where = "the OS key store" if enrolment.kept_in == "keyring" else f"{store.token_path} (0600)"
+    where = {
+        "keyring": "the OS key store",
+        "dpapi": f"{store.sealed_token_path} (encrypted with DPAPI)",
+    }.get(enrolment.kept_in, f"{store.token_path} (0600)")
     print(f"Enrolled as device {enrolment.device_id} at {server}; the token is in {where}.")
     try:
         policy = parse_policy(body.get("policy"))
@@ -148,13 +158,14 @@ def run(args: argparse.Namespace) -> int:
             print(
                 "callvault-agent: waiting for the server's policy: nothing is collected until then"
             )
+        notifier = Notifier(every_seconds=args.notice_minutes * 60)
         agent = Agent(
             client,
             outbox,
             platform,
             policy=policy,
             policy_cache=policy_path(),
-            notifier=Notifier(every_seconds=args.notice_minutes * 60),
+            notifier=notifier,
             options=Options(backoff_cap=args.max_backoff),
         )
         try:
@@ -163,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             print(REVOKED_MESSAGE.format(detail=exc), file=sys.stderr, flush=True)
             return EXIT_REVOKED
         finally:
+            notifier.close()
             outbox.close()
             platform.close()
         print("callvault-agent: stopped; monitoring is off.", flush=True)
@@ -176,7 +188,10 @@ def status(args: argparse.Namespace) -> int:
     if enrolment is None:
         print("not enrolled")
     else:
-        where = "OS key store" if enrolment.kept_in == "keyring" else str(store.token_path)
+        where = {
+            "keyring": "OS key store",
+            "dpapi": f"{store.sealed_token_path} (DPAPI)",
+        }.get(enrolment.kept_in, str(store.token_path))
         print(f"enrolled: device {enrolment.device_id} at {enrolment.server} (token: {where})")
     if queue_path().exists():
         outbox = Outbox(queue_path())

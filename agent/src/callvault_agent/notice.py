@@ -1,8 +1,9 @@
 """Telling the operator: monitoring is on, what is collected and how often.
 
-Printed at start, whenever the policy changes, and again every few minutes while running; at
-start also a desktop notification where `notify-send` exists. There is no tray icon (see
-docs/agent.md): the console line is the notice that is always there.
+At start, whenever the policy changes, and again every --notice-minutes while running: a
+console line (in the session's log when started by XDG autostart) and a desktop notification
+where `notify-send` exists, so the reminder reaches the screen too. There is no tray icon
+(docs/agent.md says why).
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ def describe(policy: Policy, server: str) -> list[str]:
         f" {_every(policy.heartbeat_seconds)}",
     ]
     if policy.window_titles:
-        redacted = f", {len(policy.redact_patterns)} redaction pattern(s) applied here"
-        lines.append(f"- the program in front and its window title{redacted}")
+        patterns = len(policy.redact_patterns)
+        redacted = f" and {patterns} pattern(s) of the project" if patterns else ""
+        lines.append(
+            "- the program in front and its window title, with phone numbers"
+            f"{redacted} masked on this PC"
+        )
     else:
         lines.append("- no programs or window titles")
     if policy.screenshots_enabled:
@@ -57,8 +62,12 @@ def describe(policy: Policy, server: str) -> list[str]:
     return lines
 
 
+SUMMARY = "callvault monitoring is on"
+
+
 class Notifier:
-    """Prints the notice now and then; `desktop` sends the start-up desktop notification."""
+    """Shows the notice now and then: the console line and `desktop` (a notification, by
+    default through notify-send)."""
 
     def __init__(
         self,
@@ -68,7 +77,7 @@ class Notifier:
     ) -> None:
         self.every_seconds = every_seconds
         self.out = out or sys.stdout
-        self.desktop = desktop if desktop is not None else notify_send
+        self.desktop = desktop if desktop is not None else NotifySend()
         self.last_shown = float("-inf")
         self.shown_version: int | None = None
 
@@ -77,10 +86,14 @@ class Notifier:
         lines = describe(policy, server)
         head = f"[callvault-agent {stamp}] {lines[0]}" + (f" ({reason})" if reason else "")
         print("\n    ".join([head, *lines[1:]]), file=self.out, flush=True)
-        if self.shown_version is None:
-            self.desktop("callvault monitoring is on", "\n".join(lines[1:]))
+        self.desktop(SUMMARY, "\n".join(lines[1:]))
         self.last_shown = now
         self.shown_version = policy.version
+
+    def close(self) -> None:
+        close = getattr(self.desktop, "close", None)
+        if callable(close):
+            close()
 
     def tick(self, policy: Policy, server: str, now: float) -> None:
         """Show the notice if the policy changed or it is time to remind."""
@@ -94,18 +107,37 @@ class Notifier:
         return max(0.0, self.last_shown + self.every_seconds - now)
 
 
-def notify_send(summary: str, body: str) -> None:
-    """A desktop notification through notify-send, when it exists; never fails the agent."""
-    tool = shutil.which("notify-send")
-    if not tool:
-        return
-    try:
-        subprocess.run(  # noqa: S603 (our own fixed arguments)
-            [tool, "--app-name=callvault-agent", summary, body],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return
+class NotifySend:
+    """Desktop notifications through notify-send, when it exists; never fails or blocks the
+    agent (it is started and left to finish; one still hanging, say for a notification
+    daemon that does not answer, is ended before the next)."""
+
+    def __init__(self, tool: str | None = None) -> None:
+        self.tool = tool if tool is not None else shutil.which("notify-send")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __call__(self, summary: str, body: str) -> None:
+        if not self.tool:
+            return
+        self.close()
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 (our own fixed arguments)
+                [self.tool, "--app-name=callvault-agent", summary, body],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            self.proc = None
+
+    def close(self) -> None:
+        """End the last notify-send if it still runs (only ever the one we started)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -18,7 +18,11 @@ from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS heartbeats (seq INTEGER PRIMARY KEY, item TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    seq INTEGER PRIMARY KEY,
+    item TEXT NOT NULL,
+    retimed INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS screenshots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     client_id TEXT NOT NULL UNIQUE,
@@ -26,9 +30,15 @@ CREATE TABLE IF NOT EXISTS screenshots (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     mime TEXT NOT NULL,
-    image BLOB NOT NULL
+    image BLOB NOT NULL,
+    retimed INTEGER NOT NULL DEFAULT 0
 );
 """
+# Columns added after the first release: a queue file written by it gets them on opening.
+ADDED_COLUMNS = (
+    ("heartbeats", "retimed", "INTEGER NOT NULL DEFAULT 0"),
+    ("screenshots", "retimed", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class Heartbeat:
 
     seq: int
     item: dict[str, Any]
+    retimed: int = 0  # how often its time was moved for a server that found it in the future
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class Screenshot:
     height: int
     mime: str
     image: bytes
+    retimed: int = 0
 
 
 class Outbox:
@@ -62,6 +74,10 @@ class Outbox:
         # FULL: an item the agent has counted as queued survives a power cut too.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        for table, column, declaration in ADDED_COLUMNS:
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         path.chmod(0o600)
 
     def close(self) -> None:
@@ -80,23 +96,40 @@ class Outbox:
     def heartbeats(self, limit: int) -> list[Heartbeat]:
         """The oldest queued heartbeats, in sequence order, each with its `seq` set."""
         rows = self.db.execute(
-            "SELECT seq, item FROM heartbeats ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, item, retimed FROM heartbeats ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [Heartbeat(seq, {**json.loads(item), "seq": seq}) for seq, item in rows]
+        return [
+            Heartbeat(seq, {**json.loads(item), "seq": seq}, retimed) for seq, item, retimed in rows
+        ]
 
     def remove_heartbeats(self, seqs: list[int]) -> None:
         with self._transaction():
             self.db.executemany("DELETE FROM heartbeats WHERE seq = ?", [(s,) for s in seqs])
 
+    def retime_heartbeats(self, times: dict[int, str]) -> None:
+        """Give heartbeats (by seq) a new `at`, counting the move; their seq stays."""
+        with self._transaction():
+            for seq, at in times.items():
+                row = self.db.execute(
+                    "SELECT item FROM heartbeats WHERE seq = ?", (seq,)
+                ).fetchone()
+                if row is None:
+                    continue
+                item = {**json.loads(row[0]), "at": at}
+                self.db.execute(
+                    "UPDATE heartbeats SET item = ?, retimed = retimed + 1 WHERE seq = ?",
+                    (_dump(item), seq),
+                )
+
     def renumber_after(self, last_seq: int) -> None:
         """The server has seen sequence numbers up to `last_seq` that this queue never sent
         (the queue file was lost or restored): move every queued item past them, in order."""
         with self._transaction():
-            rows = self.db.execute("SELECT seq, item FROM heartbeats ORDER BY seq").fetchall()
+            rows = self.db.execute("SELECT item, retimed FROM heartbeats ORDER BY seq").fetchall()
             self.db.execute("DELETE FROM heartbeats")
             self.db.executemany(
-                "INSERT INTO heartbeats (seq, item) VALUES (?, ?)",
-                [(last_seq + 1 + i, item) for i, (_, item) in enumerate(rows)],
+                "INSERT INTO heartbeats (seq, item, retimed) VALUES (?, ?, ?)",
+                [(last_seq + 1 + i, item, retimed) for i, (item, retimed) in enumerate(rows)],
             )
             self._set("next_seq", last_seq + 1 + len(rows))
 
@@ -120,7 +153,7 @@ class Outbox:
 
     def oldest_screenshot(self) -> Screenshot | None:
         row = self.db.execute(
-            "SELECT id, client_id, taken_at, width, height, mime, image"
+            "SELECT id, client_id, taken_at, width, height, mime, image, retimed"
             " FROM screenshots ORDER BY id LIMIT 1"
         ).fetchone()
         if row is None:
@@ -133,11 +166,20 @@ class Outbox:
             height=row[4],
             mime=row[5],
             image=bytes(row[6]),
+            retimed=row[7],
         )
 
     def remove_screenshot(self, shot_id: int) -> None:
         with self._transaction():
             self.db.execute("DELETE FROM screenshots WHERE id = ?", (shot_id,))
+
+    def retime_screenshot(self, shot_id: int, taken_at: str) -> None:
+        """Give a screenshot a new `taken_at`, counting the move; its client id stays."""
+        with self._transaction():
+            self.db.execute(
+                "UPDATE screenshots SET taken_at = ?, retimed = retimed + 1 WHERE id = ?",
+                (taken_at, shot_id),
+            )
 
     def screenshot_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM screenshots").fetchone()[0])

@@ -8,10 +8,9 @@ import logging
 import random
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,9 @@ from callvault_agent.api import Client, Reply, Unreachable
 from callvault_agent.notice import Notifier
 from callvault_agent.platforms import Platform
 from callvault_agent.policy import Policy, PolicyError, parse_policy
-from callvault_agent.queue import Backoff, Outbox
+from callvault_agent.queue import Backoff, Heartbeat, Outbox
 from callvault_agent.redact import Redactor
+from callvault_agent.timekeeping import TimeKeeper, steady_clock
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ BATCH = 500  # the server's limit per heartbeat request
 # 404/405: the server is not (yet) the one that knows this endpoint (a proxy, an old version).
 RETRY_LATER = frozenset({403, 404, 405, 408, 409, 425, 429})
 _INDEX = re.compile(r"heartbeats\[(\d+)\]")
+_FUTURE_AT = re.compile(r"heartbeats\[(\d+)\]\.at")
+# How often one item's time is moved for a server that finds it in its future (a PC clock
+# that was ahead when it was stamped) before it is given up: the first move normally does it.
+MAX_RETIMES = 3
 # A screenshot moment missed by more than this (the PC slept) is skipped, and an interval
 # overdue by more starts afresh, so missed moments are not all taken at once on waking.
 LATE_SECONDS = 60.0
@@ -56,6 +60,73 @@ class Options:
 def utc_iso(moment: datetime) -> str:
     """2026-11-29T09:00:05.120Z"""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(value: Any) -> datetime | None:
+    """An ISO 8601 moment as the agent writes them (2026-11-29T09:00:05.120Z), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def future_field(body: Any) -> str | None:
+    """The field an error answer refuses as "in the future" (this PC's clock was ahead of the
+    server's): from its `errors` map, else from its detail ("heartbeats[3].at: in the
+    future: check the PC's clock")."""
+    if not isinstance(body, dict):
+        return None
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        for name, message in errors.items():
+            if "in the future" in str(message):
+                return str(name)
+    detail = body.get("detail")
+    for part in detail.split("; ") if isinstance(detail, str) else []:
+        name, sep, message = part.partition(": ")
+        if sep and "in the future" in message:
+            return name.strip()
+    return None
+
+
+def _count(body: Any, key: str) -> int | None:
+    """A whole number >= 0 under `key` of a JSON object, else None."""
+    value = body.get(key) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _is_taken(body: Any) -> bool:
+    """The server's answer to heartbeats: {"accepted": 20, "last_seq": 120}."""
+    return _count(body, "accepted") is not None and _count(body, "last_seq") is not None
+
+
+def _is_stored(body: Any) -> bool:
+    """The server's answer to a screenshot: {"id": 77}."""
+    return _count(body, "id") is not None
+
+
+def _is_policy(body: Any) -> bool:
+    version = body.get("version") if isinstance(body, dict) else None
+    return isinstance(version, int) and not isinstance(version, bool)
+
+
+def _is_error(reply: Reply) -> bool:
+    """An error in the server's form: a JSON object with its `detail`."""
+    body = reply.body
+    return reply.status >= 400 and isinstance(body, dict) and isinstance(body.get("detail"), str)
+
+
+def _not_ours(reply: Reply) -> str:
+    kind = reply.headers.get("Content-Type") or "no type"
+    return (
+        f"an answer that is not callvault's came back (HTTP {reply.status}, {kind[:60]}: "
+        "a proxy, portal or maintenance page?)"
+    )
 
 
 def bad_heartbeat_index(body: Any) -> int | None:
@@ -87,7 +158,7 @@ class Agent:
         policy_cache: Path | None = None,
         notifier: Notifier | None = None,
         options: Options | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         shooter: Callable[[Policy], capture.Shot] = capture.take,
         rng: random.Random | None = None,
@@ -98,8 +169,9 @@ class Agent:
         self.policy_cache = policy_cache
         self.notifier = notifier or Notifier()
         self.options = options or Options()
-        self.clock = clock
-        self.wall = wall
+        self.clock = clock or steady_clock()
+        # Timestamps and working hours: this PC's clock, or the server's when it is off.
+        self.time = TimeKeeper(self.clock, wall)
         self.shooter = shooter
         self.rng = rng or random.Random()
         self.heartbeat_backoff = self._backoff()
@@ -145,18 +217,17 @@ class Agent:
         now = self.clock()
         retry = min(60.0, self.options.policy_refresh_seconds)
         try:
-            reply = self.client.policy()
+            reply = self._ask(self.client.policy, _is_policy)
         except Unreachable as exc:
             self.policy_due = now + max(retry, self.heartbeat_backoff.wait())
             log.warning("cannot read the policy (%s): keeping the one we have", exc)
             return
         if reply.status == 401:
             raise Revoked(reply.detail())
-        if reply.status != 200:
+        if reply.status != 200 or not isinstance(reply.body, dict):
             self.policy_due = now + retry
-            log.warning(
-                "the server answered %s to the policy request: %s", reply.status, reply.detail()
-            )
+            why = reply.detail() if reply.status != 200 else _not_ours(reply)
+            log.warning("the server answered %s to the policy request: %s", reply.status, why)
             return
         try:
             policy = parse_policy(reply.body)
@@ -170,6 +241,18 @@ class Agent:
             self.apply_policy(policy)
         if self.policy_cache is not None:
             save_policy(self.policy_cache, reply.body)
+
+    def _ask(self, call: Callable[[], Reply], expected: Callable[[Any], bool]) -> Reply:
+        """One request. An answer that is the server's own (a success of the `expected`
+        shape, or an error in its JSON form) checks this PC's clock and the policy version;
+        anything else (a proxy's, a portal's page) is taken for nothing."""
+        sent = self.clock()
+        reply = call()
+        received = self.clock()
+        if expected(reply.body) if reply.status in (200, 201) else _is_error(reply):
+            self.time.observe(reply, sent, received)
+            self._seen_version(reply)
+        return reply
 
     def _seen_version(self, reply: Reply) -> None:
         version = reply.policy_version
@@ -193,7 +276,7 @@ class Agent:
             self.flush()
             return max(1.0, self.policy_due - self.clock())
         self.notifier.tick(policy, self.client.server, now)
-        working = policy.in_working_hours(self.wall())
+        working = policy.in_working_hours(self.time.now())
         if working != self.was_working:
             if not working:
                 print("callvault-agent: outside working hours: nothing is collected", flush=True)
@@ -234,7 +317,7 @@ class Agent:
             if window is not None:
                 app = self.redactor(window.app)
                 title = self.redactor(window.title)
-        return {"at": utc_iso(self.wall()), "state": state, "app": app, "title": title}
+        return {"at": utc_iso(self.time.now()), "state": state, "app": app, "title": title}
 
     def record_heartbeat(self, policy: Policy) -> None:
         try:
@@ -273,7 +356,7 @@ class Agent:
         try:
             if self.platform.locked():
                 return  # nothing of the operator's on a locked screen
-            taken_at = utc_iso(self.wall())
+            taken_at = utc_iso(self.time.now())
             shot = self.shooter(policy)
         except Exception:  # a failed grab must not stop heartbeats
             log.exception("screenshot failed")
@@ -318,11 +401,13 @@ class Agent:
         if not batch:
             return False
         self.single_left = max(0, self.single_left - 1)
-        reply = self.client.heartbeats([h.item for h in batch])
-        self._seen_version(reply)
+        reply = self._ask(lambda: self.client.heartbeats([h.item for h in batch]), _is_taken)
         if reply.status == 200:
-            last_seq = reply.body.get("last_seq") if isinstance(reply.body, dict) else None
-            if isinstance(last_seq, int) and last_seq > batch[-1].seq:
+            if not _is_taken(reply.body):
+                # Not the server's answer: nothing says the heartbeats arrived.
+                raise _RetryLater(_not_ours(reply), reply.retry_after)
+            last_seq = reply.body["last_seq"]
+            if last_seq > batch[-1].seq:
                 # The server has numbers this queue never sent: ours were ignored as repeats.
                 log.warning("the server is ahead of the queue (seq %s): renumbering", last_seq)
                 self.outbox.renumber_after(last_seq)
@@ -330,6 +415,10 @@ class Agent:
             self.outbox.remove_heartbeats([h.seq for h in batch])
             return True
         _check_refusal(reply)
+        future = _FUTURE_AT.fullmatch(future_field(reply.body) or "")
+        if future is not None and int(future.group(1)) < len(batch):
+            self._retime_heartbeats(batch, int(future.group(1)), reply)
+            return True
         index = bad_heartbeat_index(reply.body)
         if index is not None and 0 <= index < len(batch):
             bad = batch[index]
@@ -353,27 +442,85 @@ class Agent:
         self.single_left = 0
         return True
 
+    def _retime_heartbeats(self, batch: list[Heartbeat], index: int, reply: Reply) -> None:
+        """The server finds heartbeat `index` in its future: this PC's clock was ahead when
+        it was stamped. Move it, and every later one of the batch stamped at or after it (the
+        server would refuse those too), by the clock's error; seq numbers stay."""
+        bad = batch[index]
+        stamped = parse_utc(bad.item.get("at"))
+        if stamped is None or bad.retimed >= MAX_RETIMES:
+            log.error(
+                "the server still finds heartbeat %s in its future after %d correction(s) of "
+                "its time (%s): dropped",
+                bad.seq,
+                bad.retimed,
+                reply.detail(),
+            )
+            self.outbox.remove_heartbeats([bad.seq])
+            return
+        shift = self._correction(stamped, reply)
+        times: dict[int, str] = {}
+        for beat in batch[index:]:
+            at = parse_utc(beat.item.get("at"))
+            if at is not None and at >= stamped:
+                times[beat.seq] = utc_iso(at + shift)
+        self.outbox.retime_heartbeats(times)
+        log.warning(
+            "the server finds heartbeat %s in its future (this PC's clock was off): %d "
+            "heartbeat(s) moved by %+.0f s and sent again",
+            bad.seq,
+            len(times),
+            shift.total_seconds(),
+        )
+
+    def _correction(self, stamped: datetime, reply: Reply) -> timedelta:
+        """How far to move an item the server found in its future: by this PC's clock error
+        as now known, and at least back to the server's present (where it cannot be late)."""
+        server_now = reply.server_time or reply.date or self.time.now()
+        shift = self.time.skew()
+        if stamped.timestamp() + shift > server_now.timestamp():
+            shift = server_now.timestamp() - stamped.timestamp()
+        return timedelta(seconds=shift)
+
     def send_screenshot(self) -> bool:
         shot = self.outbox.oldest_screenshot()
         if shot is None:
             return False
-        reply = self.client.screenshot(
-            image=shot.image,
-            mime=shot.mime,
-            taken_at=shot.taken_at,
-            client_id=shot.client_id,
-            width=shot.width,
-            height=shot.height,
+        reply = self._ask(
+            lambda: self.client.screenshot(
+                image=shot.image,
+                mime=shot.mime,
+                taken_at=shot.taken_at,
+                client_id=shot.client_id,
+                width=shot.width,
+                height=shot.height,
+            ),
+            _is_stored,
         )
-        self._seen_version(reply)
-        if reply.status not in (200, 201):
-            _check_refusal(reply)
-            log.error(
-                "the server refused screenshot %s for good (%s %s): dropped",
+        if reply.status in (200, 201):
+            if not _is_stored(reply.body):
+                raise _RetryLater(_not_ours(reply), reply.retry_after)
+            self.outbox.remove_screenshot(shot.id)
+            return True
+        _check_refusal(reply)
+        stamped = parse_utc(shot.taken_at)
+        in_future = future_field(reply.body) == "taken_at"
+        if in_future and stamped is not None and shot.retimed < MAX_RETIMES:
+            shift = self._correction(stamped, reply)
+            self.outbox.retime_screenshot(shot.id, utc_iso(stamped + shift))
+            log.warning(
+                "the server finds screenshot %s in its future (this PC's clock was off): "
+                "moved by %+.0f s and sent again",
                 shot.client_id,
-                reply.status,
-                reply.detail(),
+                shift.total_seconds(),
             )
+            return True
+        log.error(
+            "the server refused screenshot %s for good (%s %s): dropped",
+            shot.client_id,
+            reply.status,
+            reply.detail(),
+        )
         self.outbox.remove_screenshot(shot.id)
         return True
 
