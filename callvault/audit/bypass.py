@@ -179,9 +179,9 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
     AuditedTable("telephony_callreview", "call", "project_id", object_column="call_id"),
     # Monitoring (callvault/monitoring): the policy, enrolment codes and devices. A code and a
     # device token are kept as hashes, still credentials. What the agent's requests move on
-    # a device (last seen, its address, the last heartbeat's seq, the silence alert's mark)
-    # is bookkeeping; spans and screenshots are the agent's data, not decisions (their
-    # reading is recorded: timeline.view, screenshot.view).
+    # a device (last seen, its address, the last heartbeat's seq and time, the silence
+    # alert's mark) is bookkeeping; spans and screenshots are the agent's data, not
+    # decisions (their reading is recorded: timeline.view, screenshot.view).
     AuditedTable("monitoring_monitoringpolicy", "monitoring_policy", "project_id"),
     AuditedTable(
         "monitoring_enrolmentcode", "enrolment_code", "project_id", sealed_columns=("code_hash",)
@@ -195,6 +195,7 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
             "last_seen_at",
             "last_ip",
             "last_seq",
+            "last_heartbeat_at",
             "open_span_id",
             "silence_alerted_at",
         ),

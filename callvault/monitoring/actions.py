@@ -19,6 +19,8 @@ from callvault.accounts.models import Membership, User
 from callvault.audit.context import Actor, acting_as
 from callvault.audit.recorder import record_event
 from callvault.lib.errors import FieldErrors
+from callvault.monitoring import throttle
+from callvault.monitoring.access import may_watch
 from callvault.monitoring.models import Device, EnrolmentCode, Platform
 
 # Codes are read off one screen and typed on another PC: Crockford's base32 (no I, L, O,
@@ -33,6 +35,10 @@ MAX_CODE_HOURS = 24 * 7
 DEVICE_TOKEN_PREFIX = "cvd"  # noqa: S105 (a prefix, not a secret)
 # How often the device's "last seen" is written by requests that write nothing else.
 LAST_SEEN_GRANULARITY = timedelta(seconds=60)
+# Refused agent requests are recorded at most once per address, device and reason in this
+# many seconds; the ones in between are counted into the next event for up to a day.
+REFUSAL_WINDOW_SECONDS = 10 * 60
+UNRECORDED_SECONDS = 24 * 3600
 
 
 def new_code() -> str:
@@ -61,13 +67,13 @@ def hash_token(token: str) -> str:
 
 def may_enrol(acting: Membership, target: Membership) -> bool:
     """Whether the acting member may put an agent on the target's PC (or take it off):
-    someone who watches activity and manages members, for a member they may manage or
-    themselves."""
+    someone who watches activity and manages members, for themselves or for a member they
+    both may manage and may watch (the same ladder as the timeline: access.may_watch)."""
     if not (acting.is_active and acting.can_view_activity and acting.can_manage_members):
         return False
     if acting.pk is None or acting.project_id != target.project_id or not target.is_active:
         return False
-    return acting.pk == target.pk or may_manage(acting, target)
+    return acting.pk == target.pk or (may_manage(acting, target) and may_watch(acting, target))
 
 
 @transaction.atomic
@@ -227,10 +233,10 @@ def do_revoke_device(device: Device, *, acting: Membership | None = None) -> Dev
     return device
 
 
-def authenticate_device(raw: str | None) -> tuple[Device | None, str]:
+def authenticate_device(raw: str | None, *, ip: str | None = None) -> tuple[Device | None, str]:
     """The device a token belongs to and "" (with its member and project, and the
-    project's policy), or None and why: unknown, revoked, inactive member. A refusal of a
-    known device is recorded; unknown tokens too, by nothing of the token."""
+    project's policy), or None and why: unknown, revoked, inactive member. The refusal is
+    recorded (refuse_device; an unknown token by nothing of the token)."""
     token = (raw or "").strip()
     device = None
     if token.startswith(f"{DEVICE_TOKEN_PREFIX}_"):
@@ -247,20 +253,36 @@ def authenticate_device(raw: str | None) -> tuple[Device | None, str]:
         reason = "inactive member"
     else:
         return device, ""
-    refuse_device(device, reason)
+    refuse_device(device, reason, ip=ip)
     return None, reason
 
 
-def refuse_device(device: Device | None, reason: str, **extra: Any) -> None:
-    """Record a refused agent request."""
+def refuse_device(
+    device: Device | None, reason: str, *, ip: str | None = None, **extra: Any
+) -> bool:
+    """Record a refused agent request, at most once per address, device and reason in each
+    window: anyone can send bad tokens as fast as the network allows, and the record must
+    not become the flood. The event says how many refusals it stands for (this one and
+    those of the same kind not recorded since the previous event). True if recorded."""
+    who = f"{reason.replace(' ', '-')}:{device.pk if device else '-'}:{ip or '-'}"
+    unrecorded = f"monitoring:refused-unrecorded:{who}"
+    if not throttle.first_in_window(f"monitoring:refused:{who}", REFUSAL_WINDOW_SECONDS):
+        throttle.tally(unrecorded, 1, UNRECORDED_SECONDS)
+        return False
     record_event(
         "device.refused",
         project_id=device.project_id if device else None,
         object_type="device" if device else "",
         object_id=device.pk if device else "",
         object_repr=device.hostname if device else "",
-        extra={"reason": reason, **extra},
+        extra={
+            "reason": reason,
+            **({"ip": ip} if ip else {}),
+            **extra,
+            "refusals": 1 + throttle.take(unrecorded),
+        },
     )
+    return True
 
 
 def touch_device(device: Device, ip: str | None) -> None:

@@ -9,12 +9,11 @@ cookie authenticates here, only the device token in `Authorization: Bearer cvd_.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -24,7 +23,7 @@ from callvault.accounts.allowlist import member_may_enter_from, notify_refused
 from callvault.audit.context import Actor, set_actor
 from callvault.lib.clientip import client_ip
 from callvault.lib.errors import FieldErrors
-from callvault.monitoring import actions
+from callvault.monitoring import actions, throttle
 from callvault.monitoring.heartbeats import do_ingest_heartbeats, parse_heartbeats, parse_time
 from callvault.monitoring.models import Device
 from callvault.monitoring.policy import policy_document
@@ -45,21 +44,34 @@ ENROL_FAILURES = 10
 ENROL_WINDOW_SECONDS = 15 * 60
 # Room for the multipart framing and the small fields around the image.
 MULTIPART_SLACK = 64 * 1024
+# Screenshot bytes per device and minute, in largest screenshots: a queue drained after a
+# day offline is a few hundred small files, while 30 requests a minute at the largest size
+# would be a stream no screen produces.
+SCREENSHOT_BUDGET = 5
 
 DeviceView = Callable[[HttpRequest, Device], HttpResponse]
 
 
-def _error(status: int, detail: str, errors: dict[str, str] | None = None) -> JsonResponse:
+def _error(
+    status: int, detail: str, errors: dict[str, str] | None = None, **more: Any
+) -> JsonResponse:
     body: dict[str, Any] = {"detail": detail}
     if errors:
         body["errors"] = errors
-    return JsonResponse(body, status=status)
+    return JsonResponse({**body, **more}, status=status)
 
 
-def field_error(status: int, exc: FieldErrors) -> JsonResponse:
+def server_time() -> str:
+    """The server's clock as the agent writes times (UTC with Z, milliseconds): answers
+    that a PC's clock matters to carry it (the Date header, set by gunicorn and nginx on
+    every answer, has whole seconds only)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def field_error(status: int, exc: FieldErrors, **more: Any) -> JsonResponse:
     """An error naming its fields: `detail` says "field: message", `errors` maps them."""
     detail = "; ".join(f"{name}: {message}" for name, message in exc.errors.items())
-    return _error(status, detail, exc.errors)
+    return _error(status, detail, exc.errors, **more)
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -78,27 +90,6 @@ def _bearer(request: HttpRequest) -> str:
     return token if scheme.lower() == "bearer" else ""
 
 
-def _window_key(key: str, window: int, now: float | None = None) -> str:
-    """The cache key of `key`'s counter in the fixed window of `window` seconds now."""
-    return f"{key}:{int((time.time() if now is None else now) // window)}"
-
-
-def _over_limit(key: str, limit: int, window: int, now: float | None = None) -> bool:
-    """Count one for `key` in the current fixed window; True once the count passes `limit`.
-
-    The window's start is part of the cache key: Django's database cache re-saves a key on
-    `incr` with the default timeout, so a counter kept under one key would never expire
-    while the agent keeps sending, and would lock it out for good."""
-    windowed = _window_key(key, window, now)
-    if cache.add(windowed, 1, window * 2):
-        return False
-    try:
-        return int(cache.incr(windowed)) > limit
-    except ValueError:  # expired in between
-        cache.set(windowed, 1, window * 2)
-        return False
-
-
 def device_view(kind: str) -> Callable[[DeviceView], Callable[[HttpRequest], HttpResponse]]:
     """The device's token, its member's allowed networks and its rate; the agent becomes the
     request's actor, and the answer carries the policy's version."""
@@ -106,7 +97,8 @@ def device_view(kind: str) -> Callable[[DeviceView], Callable[[HttpRequest], Htt
     def decorate(view: DeviceView) -> Callable[[HttpRequest], HttpResponse]:
         @wraps(view)
         def wrapper(request: HttpRequest) -> HttpResponse:
-            device, reason = actions.authenticate_device(_bearer(request))
+            ip = _ip(request)
+            device, reason = actions.authenticate_device(_bearer(request), ip=ip)
             if device is None:
                 detail = {
                     "revoked": "this device was revoked: enrol it again to resume",
@@ -114,12 +106,11 @@ def device_view(kind: str) -> Callable[[DeviceView], Callable[[HttpRequest], Htt
                 }.get(reason, "a valid device token is required")
                 return _error(401, detail)
             set_actor(Actor.agent(device.pk, device.hostname))
-            ip = _ip(request)
             if not member_may_enter_from(device.membership, ip):
                 return _refuse_address(device, ip)
             limit = RATE_LIMITS[kind]
             response: HttpResponse
-            if _over_limit(f"monitoring:rate:{kind}:{device.pk}", limit, 60):
+            if throttle.over_limit(f"monitoring:rate:{kind}:{device.pk}", limit, 60):
                 response = _error(429, f"more than {limit} requests a minute: slow down")
                 response["Retry-After"] = "60"
             else:
@@ -146,7 +137,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
     """Trade a one-time code for a device token and the policy."""
     ip = _ip(request)
     failures = f"monitoring:enrol-failures:{ip}"
-    if (cache.get(_window_key(failures, ENROL_WINDOW_SECONDS)) or 0) >= ENROL_FAILURES:
+    if throttle.counted(failures, ENROL_WINDOW_SECONDS) >= ENROL_FAILURES:
         response = _error(429, "too many wrong codes from this address: wait a while")
         response["Retry-After"] = str(ENROL_WINDOW_SECONDS)
         return response
@@ -199,7 +190,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
 
 
 def _count_failure(key: str) -> None:
-    _over_limit(key, ENROL_FAILURES, ENROL_WINDOW_SECONDS)
+    throttle.count(key, ENROL_WINDOW_SECONDS)
 
 
 @csrf_exempt
@@ -220,9 +211,11 @@ def heartbeats(request: HttpRequest, device: Device) -> HttpResponse:
     try:
         beats = parse_heartbeats(_json_body(request))
     except FieldErrors as exc:
-        return field_error(422, exc)
+        return field_error(422, exc, server_time=server_time())
     done = do_ingest_heartbeats(device, beats, ip=_ip(request))
-    return JsonResponse({"accepted": done.accepted, "last_seq": done.last_seq})
+    return JsonResponse(
+        {"accepted": done.accepted, "last_seq": done.last_seq, "server_time": server_time()}
+    )
 
 
 def _whole_number(request: HttpRequest, name: str) -> None:
@@ -241,6 +234,14 @@ def screenshots(request: HttpRequest, device: Device) -> HttpResponse:
     if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
         # Refused before the body is read.
         return _error(413, f"image: larger than this project's limit of {limit} bytes")
+    budget = f"monitoring:screenshot-bytes:{device.pk}"
+    sent = int(length) if length.isdigit() else limit
+    if throttle.counted(budget, 60) + sent > limit * SCREENSHOT_BUDGET:
+        # Before the body is read or decoded; the agent keeps the screenshot and retries.
+        response = _error(429, "more screenshot bytes a minute than this project allows: wait")
+        response["Retry-After"] = "60"
+        return response
+    throttle.count(budget, 60, sent)
     actions.touch_device(device, _ip(request))
     try:
         if not (request.content_type or "").startswith("multipart/"):
@@ -261,7 +262,7 @@ def screenshots(request: HttpRequest, device: Device) -> HttpResponse:
             device, client_id=client_id, taken_at=taken_at, content=upload.read()
         )
     except FieldErrors as exc:
-        return field_error(422, exc)
+        return field_error(422, exc, server_time=server_time())
     except ScreenshotRefused as refused:
         return _error(refused.status, refused.message, {refused.field: refused.message})
     return JsonResponse({"id": received.screenshot.pk}, status=201 if received.created else 200)

@@ -30,4 +30,5 @@ AUDIT_ACTIONS = {
     "timeline.view": _("Activity timeline viewed"),
     "screenshot.view": _("Screenshot viewed"),
     "screenshot.purge": _("Old screenshots deleted"),
+    "activity_span.purge": _("Old activity deleted"),
 }

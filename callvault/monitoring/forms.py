@@ -91,7 +91,9 @@ class PolicyForm(forms.Form):
     )
     screenshot_quality = _number("screenshot_quality", _("Screenshot quality"))
     max_screenshot_bytes = _number("max_screenshot_bytes", _("Largest screenshot accepted, bytes"))
-    retention_days = _number("retention_days", _("Keep screenshots for, days"))
+    retention_days = _number(
+        "retention_days", _("Keep screenshots and activity (window titles) for, days")
+    )
     working_hours = forms.BooleanField(label=_("Collect only during working hours"), required=False)
     work_zone = forms.CharField(
         label=_("Time zone of the working hours"),

@@ -38,7 +38,8 @@ MAX_SPAN = timedelta(hours=1)
 LONGEST_SPAN = MAX_SPAN + timedelta(minutes=5)
 MAX_APP = 200
 MAX_TITLE = 500
-# Heartbeats further in the future than this (a PC's clock far ahead) are refused.
+# Heartbeats further in the future than this (a PC's clock far ahead) are refused, with
+# how far ahead the clock is: the agent corrects its clock from the answer's Date header.
 CLOCK_SKEW = timedelta(minutes=10)
 
 
@@ -78,6 +79,11 @@ def parse_time(value: Any) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def clock_ahead(seconds: float) -> str:
+    """The error for a time in the future: how far the PC's clock is ahead of the server's."""
+    return f"in the future: the PC's clock is {int(seconds)} s ahead"
+
+
 def parse_heartbeats(payload: Any, *, now: datetime | None = None) -> list[Heartbeat]:
     """The batch of a request body, checked; FieldErrors naming the first bad field as
     heartbeats[3].state."""
@@ -86,7 +92,8 @@ def parse_heartbeats(payload: Any, *, now: datetime | None = None) -> list[Heart
     items = payload["heartbeats"]
     if len(items) > MAX_BATCH:
         raise FieldErrors.one("heartbeats", f"at most {MAX_BATCH} heartbeats per batch")
-    latest = (now or timezone.now()) + CLOCK_SKEW
+    now = now or timezone.now()
+    latest = now + CLOCK_SKEW
     beats = []
     for i, item in enumerate(items):
         where = f"heartbeats[{i}]"
@@ -100,7 +107,7 @@ def parse_heartbeats(payload: Any, *, now: datetime | None = None) -> list[Heart
         except ValueError:
             raise FieldErrors.one(f"{where}.at", "an ISO 8601 time") from None
         if at > latest:
-            raise FieldErrors.one(f"{where}.at", "in the future: check the PC's clock")
+            raise FieldErrors.one(f"{where}.at", clock_ahead((at - now).total_seconds()))
         state = item.get("state")
         if state not in ActivityState.values:
             raise FieldErrors.one(f"{where}.state", "one of active, idle, locked")
@@ -200,7 +207,10 @@ def do_ingest_heartbeats(
     for beat in beats:
         if beat.seq > locked.last_seq and beat.seq not in fresh:
             fresh[beat.seq] = beat
+    now = timezone.now()
     if not fresh:
+        # A retry of a batch already taken: the agent is alive and its clock is fine.
+        Device.objects.filter(pk=device.pk).update(last_heartbeat_at=now)
         return Ingested(0, locked.last_seq)
     last_seq = max(fresh)
     newest = locked.open_span_id
@@ -230,9 +240,13 @@ def do_ingest_heartbeats(
         if created:
             # PostgreSQL and SQLite 3.35+ return the new ids from the bulk insert.
             newest = created[-1].pk or _newest_id(device)
-    now = timezone.now()
     Device.objects.filter(pk=device.pk).update(
-        last_seq=last_seq, last_seen_at=now, last_ip=ip, open_span_id=newest
+        last_seq=last_seq,
+        last_seen_at=now,
+        last_heartbeat_at=now,
+        last_ip=ip,
+        open_span_id=newest,
     )
     device.last_seq, device.last_seen_at, device.last_ip = last_seq, now, ip
+    device.last_heartbeat_at = now
     return Ingested(len(fresh), last_seq)

@@ -127,6 +127,10 @@ class Device(models.Model):
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
     last_ip = models.GenericIPAddressField(null=True, blank=True)
     last_seq = models.BigIntegerField(default=0)
+    # When a batch of heartbeats was last accepted: the silence alert counts from this, not
+    # from "last seen", which policy reads and screenshots move too (an agent whose clock is
+    # far ahead is seen but has every heartbeat refused).
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
     # The "agent offline while working" alert fires once per silence: it is set when the
     # alert is raised and the device must be seen again before the next one.
     silence_alerted_at = models.DateTimeField(null=True, blank=True)

@@ -1,8 +1,10 @@
 """Gaps: "agent offline while working". A member did something in callvault in the last few
-minutes (the audit trail has their events) while their enrolled device has sent nothing for
-longer than the project's rule allows: the agent was stopped, blocked or uninstalled. Raised
-through the guard's alerts (notice, mail, webhook), once per silence: the device must be
-seen again before it can fire again.
+minutes (the audit trail has their events) while their enrolled device has had no heartbeat
+accepted for longer than the project's rule allows: the agent was stopped, blocked or
+uninstalled, or its clock is so far ahead that its heartbeats are refused (its policy reads
+still reach the server, so "last seen" is no measure). Raised through the guard's alerts
+(notice, mail, webhook), once per silence: a heartbeat must be accepted again before it can
+fire again.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def check_silent_agents(now: datetime | None = None) -> int:
             membership__is_active=True,
             membership__user__is_active=True,
         )
-        .annotate(seen=Coalesce("last_seen_at", "created_at"))
+        .annotate(seen=Coalesce("last_heartbeat_at", "created_at"))
         .select_related("membership__user", "project__monitoring_policy")
         .order_by("membership_id", "-seen")
     )
@@ -51,12 +53,12 @@ def check_silent_agents(now: datetime | None = None) -> int:
         by_member[device.membership_id].append(device)
     raised = 0
     for own in by_member.values():
-        newest = own[0]  # the member's most recently seen device
+        newest = own[0]  # the member's device with the latest heartbeat
         rule = rules[newest.project_id]
         seen_at: datetime = newest.seen  # type: ignore[attr-defined]
         if now - seen_at < timedelta(minutes=rule.threshold):
             continue
-        # Once per silence: not again until a device has been seen since the alert.
+        # Once per silence: not again until a heartbeat has been accepted since the alert.
         if newest.silence_alerted_at is not None and newest.silence_alerted_at >= seen_at:
             continue
         if not in_working_hours(newest.project.monitoring_policy, newest.project, now):
@@ -74,7 +76,7 @@ def check_silent_agents(now: datetime | None = None) -> int:
             {
                 "device": newest.hostname,
                 "minutes": int((now - seen_at).total_seconds() // 60),
-                "last_seen": _shown(newest, seen_at) if newest.last_seen_at else "never",
+                "last_seen": _shown(newest, seen_at) if newest.last_heartbeat_at else "never",
                 "device_id": newest.pk,
             },
         )

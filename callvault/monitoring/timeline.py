@@ -1,9 +1,12 @@
 """A member's day for the timeline page: activity spans, programs, screenshots and the
-member's CRM actions from the audit trail, on one 24-hour axis.
+member's CRM actions from the audit trail, on one axis of the local day.
 
-The axis is drawn as SVG in minutes since local midnight (x and width are attributes, which
-the strict content security policy allows, unlike inline styles). Consecutive spans with the
-same state (or program) are drawn as one bar; what is not covered by any span is offline.
+The axis is drawn as SVG in real minutes since local midnight (x and width are attributes,
+which the strict content security policy allows, unlike inline styles): a day on which the
+clocks change is 23 or 25 hours long, and its hour lines stand where those hours really
+begin. All arithmetic is on UTC moments: Python subtracts two datetimes of the same zone by
+their wall clocks, which is an hour off across a change. Consecutive spans with the same
+state (or program) are drawn as one bar; what is not covered by any span is offline.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,8 +39,8 @@ TITLES_PER_PROGRAM = 3
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The start of the day on the viewer's clock."""
-    return datetime.combine(day, time.min, tzinfo=zone)
+    """The start of the day on the viewer's clock, as a UTC moment."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
 def spans_between(member: Membership, start: datetime, end: datetime) -> QuerySet[ActivitySpan]:
@@ -117,13 +120,18 @@ class Day:
     more_spans: int = 0
     programs: list[Program] = field(default_factory=list)
     shots: list[tuple[float, Screenshot]] = field(default_factory=list)
+    # Screenshots taken that day that this viewer may not see (access.may_see_screens).
+    hidden_shots: int = 0
     actions: list[ActionMinute] = field(default_factory=list)
     totals: dict[str, float] = field(default_factory=dict)
 
     @property
-    def hours(self) -> list[tuple[int, int]]:
-        """(hour, x) of the hour lines and labels."""
-        return [(hour, hour * 60) for hour in range(24)]
+    def hours(self) -> list[tuple[int, float]]:
+        """(hour on the local clock, x) of the hour lines and labels, one per real hour:
+        23 on the day the clocks go forward (no 02), 25 on the day they go back (02 twice)."""
+        count = int(self.minutes // 60)
+        moments = (self.start + timedelta(hours=n) for n in range(count))
+        return [(m.astimezone(self.zone).hour, _minutes(m, self.start)) for m in moments]
 
     def shown_totals(self) -> list[tuple[str, str, str]]:
         """(css, label, duration) of the day's active, idle, locked and offline time."""
@@ -135,11 +143,14 @@ class Day:
 
     def counts(self) -> dict[str, int]:
         """What the page showed, for its audit event."""
-        return {
+        shown = {
             "spans": len(self.spans) + self.more_spans,
             "screenshots": len(self.shots),
             "actions": sum(m.total for m in self.actions),
         }
+        if self.hidden_shots:
+            shown["screenshots_hidden"] = self.hidden_shots
+        return shown
 
 
 def duration(seconds: float) -> str:
@@ -158,7 +169,8 @@ def _clip(span: ActivitySpan, start: datetime, end: datetime) -> tuple[datetime,
 
 
 def _minutes(moment: datetime, start: datetime) -> float:
-    return round((moment - start).total_seconds() / 60, 2)
+    """Real minutes from start to moment (through UTC: see the module's docstring)."""
+    return round((moment.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 60, 2)
 
 
 def app_colour(app: str | None) -> str:
@@ -252,13 +264,14 @@ def crm_actions(
     member: Membership, start: datetime, end: datetime, zone: ZoneInfo
 ) -> list[ActionMinute]:
     """The member's own audit events of [start, end) counted per minute and action (one
-    grouped query over the actor index)."""
+    grouped query over the actor index). Minutes are cut in UTC: cut on the local clock,
+    the hour that repeats when the clocks go back would fold two real hours into one."""
     events = project_events(member.project_id).filter(
         actor_kind=ActorKind.MEMBER, actor_id=str(member.user_id)
     )
     rows = (
         in_time(events, start, end)
-        .annotate(minute=TruncMinute("created_at", tzinfo=zone))
+        .annotate(minute=TruncMinute("created_at", tzinfo=UTC))
         .values("minute", "action")
         .annotate(n=Count("id"))
         .order_by("minute", "action")
@@ -275,8 +288,9 @@ def crm_actions(
     return out
 
 
-def member_day(member: Membership, day: date, zone: ZoneInfo) -> Day:
-    """The member's day on the viewer's clock (five queries: spans, screenshots, actions)."""
+def member_day(member: Membership, day: date, zone: ZoneInfo, *, screenshots: bool = True) -> Day:
+    """The member's day on the viewer's clock (five queries: spans, screenshots, actions);
+    without `screenshots`, they are only counted."""
     start = local_midnight(day, zone)
     end = local_midnight(day + timedelta(days=1), zone)
     result = Day(day, zone, start, end, _minutes(end, start))
@@ -315,6 +329,9 @@ def member_day(member: Membership, day: date, zone: ZoneInfo) -> Day:
         taken_at__gte=start,
         taken_at__lt=end,
     ).order_by("taken_at", "pk")
-    result.shots = [(_minutes(shot.taken_at, start), shot) for shot in shots]
+    if screenshots:
+        result.shots = [(_minutes(shot.taken_at, start), shot) for shot in shots]
+    else:
+        result.hidden_shots = shots.count()
     result.actions = crm_actions(member, start, end, zone)
     return result

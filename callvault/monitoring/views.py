@@ -1,10 +1,13 @@
 """Monitoring pages under /p/<project>/monitoring/: devices and enrolment codes, the policy,
 a member's timeline with its screenshots, and each member's own "what is collected" page.
 
-Devices, timelines and screenshots need the "view activity" capability; everyone else gets
+Devices, timelines and screenshots need the "view activity" capability and, member by
+member, a place above them on the members page's ladder (access.may_watch); screenshots of a
+member who may see numbers need that right too (access.may_see_screens). Everyone else gets
 the same 404 as for a page that does not exist. Reading is recorded where it matters: a
-timeline (timeline.view) and every screenshot seen in full (screenshot.view); thumbnails
-are part of the timeline's view.
+timeline (timeline.view) and every screenshot seen in full (screenshot.view). The
+timeline's thumbnails come with a short-lived signed token the recorded timeline view
+mints for the day it shows; a thumbnail fetched without one is recorded on its own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -29,6 +33,7 @@ from callvault.accounts.stepup import step_up_required
 from callvault.audit.recorder import record_event
 from callvault.audit.views import project_zone
 from callvault.lib.errors import FieldErrors
+from callvault.monitoring.access import may_see_screens, may_watch
 from callvault.monitoring.actions import (
     do_create_enrolment_code,
     do_revoke_device,
@@ -38,10 +43,14 @@ from callvault.monitoring.forms import EnrolmentCodeForm, PolicyForm
 from callvault.monitoring.models import Device, EnrolmentCode, Screenshot
 from callvault.monitoring.policy import do_update_policy, notice_text, policy_for
 from callvault.monitoring.screenshots import open_screenshot, record_view
-from callvault.monitoring.timeline import member_day
+from callvault.monitoring.timeline import Day, member_day
 
 # A screenshot or thumbnail is someone's screen: never kept by a browser or proxy cache.
 NO_STORE = "private, no-store"
+# The timeline's thumbnails load with the page; a token older than this is refused (a
+# thumbnail fetched with it is then recorded on its own).
+THUMB_TOKEN_SECONDS = 10 * 60
+THUMB_TOKEN_SALT = "callvault.monitoring.thumbnails"  # noqa: S105 (a namespace, not a secret)
 
 
 def access_activity(user: Any, project_slug: str) -> Membership:
@@ -52,16 +61,51 @@ def access_activity(user: Any, project_slug: str) -> Membership:
     return member
 
 
+def access_watched(member: Membership, user_id: int) -> Membership:
+    """The project's member whose activity the member may watch; 404 for anyone else."""
+    target = (
+        Membership.objects.select_related("user")
+        .filter(project_id=member.project_id, user_id=user_id)
+        .first()
+    )
+    if target is None or not may_watch(member, target):
+        raise Http404
+    return target
+
+
 def access_screenshot(member: Membership, screenshot_id: int) -> Screenshot:
-    """One of the project's screenshots; 404 for missing and another project's alike."""
+    """One of the project's screenshots whose member's screens the member may see; 404 for
+    missing, another project's and not-theirs alike."""
     shot = (
         Screenshot.objects.select_related("membership__user")
         .filter(project_id=member.project_id, pk=screenshot_id)
         .first()
     )
-    if shot is None:
+    if shot is None or not may_see_screens(member, shot.membership):
         raise Http404
     return shot
+
+
+def thumbnail_token(member: Membership, target: Membership, shown: Day) -> str:
+    """The token the timeline's thumbnail links carry: this viewer, this member's
+    screenshots taken in the shown day, for THUMB_TOKEN_SECONDS."""
+    span = [int(shown.start.timestamp()), int(shown.end.timestamp())]
+    return signing.dumps([member.user_id, target.pk, *span], salt=THUMB_TOKEN_SALT)
+
+
+def _token_covers(token: str, member: Membership, shot: Screenshot) -> bool:
+    """Whether a thumbnail token minted by a recorded timeline view covers this fetch."""
+    try:
+        user_id, target_id, start, end = signing.loads(
+            token, salt=THUMB_TOKEN_SALT, max_age=THUMB_TOKEN_SECONDS
+        )
+    except (signing.BadSignature, TypeError, ValueError):
+        return False
+    return bool(
+        user_id == member.user_id
+        and target_id == shot.membership_id
+        and start <= shot.taken_at.timestamp() < end
+    )
 
 
 def _enrollable(member: Membership) -> list[Membership]:
@@ -75,6 +119,12 @@ def _enrollable(member: Membership) -> list[Membership]:
     return [m for m in everyone if may_enrol(member, m)]
 
 
+def _listed(member: Membership, target: Membership) -> bool:
+    """Whether the devices page lists the target's devices and codes for the member: those
+    of members below them, and their own."""
+    return may_watch(member, target) or (member.pk is not None and member.pk == target.pk)
+
+
 def _devices_page(
     request: HttpRequest,
     member: Membership,
@@ -83,18 +133,22 @@ def _devices_page(
 ) -> HttpResponse:
     enrollable = _enrollable(member)
     may = {m.pk for m in enrollable}
-    devices = list(
-        Device.objects.filter(project_id=member.project_id)
+    devices = [
+        device
+        for device in Device.objects.filter(project_id=member.project_id)
         .select_related("membership__user")
         .order_by("revoked_at", "membership__user__username", "-created_at")
-    )
-    pending = (
-        EnrolmentCode.objects.filter(
+        if _listed(member, device.membership)
+    ]
+    pending = [
+        row
+        for row in EnrolmentCode.objects.filter(
             project_id=member.project_id, used_at__isnull=True, expires_at__gt=timezone.now()
         )
         .select_related("membership__user", "created_by")
         .order_by("expires_at")
-    )
+        if _listed(member, row.membership)
+    ]
     zone = project_zone(member)
     response = render(
         request,
@@ -104,7 +158,7 @@ def _devices_page(
             "project": member.project,
             "zone": zone,
             "today": timezone.now().astimezone(zone).date(),
-            "rows": [(d, d.membership_id in may) for d in devices],
+            "rows": [(d, d.membership_id in may, may_watch(member, d.membership)) for d in devices],
             "pending": pending,
             "form": (form or EnrolmentCodeForm(members=enrollable)) if enrollable else None,
             "code": code,
@@ -216,16 +270,12 @@ def _day(request: HttpRequest, zone: ZoneInfo) -> date:
 def timeline(request: HttpRequest, project_slug: str, user_id: int) -> HttpResponse:
     """One member's day: activity, programs, screenshots and CRM actions on one axis."""
     member = access_activity(request.user, project_slug)
-    target = (
-        Membership.objects.select_related("user")
-        .filter(project_id=member.project_id, user_id=user_id)
-        .first()
-    )
-    if target is None:
-        raise Http404
+    target = access_watched(member, user_id)
     zone = project_zone(member)
     day = _day(request, zone)
-    shown = member_day(target, day, zone)
+    screens = may_see_screens(member, target)
+    shown = member_day(target, day, zone, screenshots=screens)
+    # The thumbnails on the page are part of this view (the token covers them).
     record_event(
         "timeline.view",
         project_id=member.project_id,
@@ -249,6 +299,7 @@ def timeline(request: HttpRequest, project_slug: str, user_id: int) -> HttpRespo
             "shown": shown,
             "devices": device_list,
             "may_audit": member.can_view_audit,
+            "thumb_token": thumbnail_token(member, target, shown) if shown.shots else "",
         },
     )
 
@@ -260,6 +311,12 @@ def _image(shot: Screenshot, *, thumb: bool) -> StreamingHttpResponse:
     )
     response["Cache-Control"] = NO_STORE
     response["Content-Disposition"] = "inline"
+    # Only ever shown as a picture: opened as a page on its own, nothing in it runs, and
+    # no browser guesses another type.
+    response["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src 'self'; frame-ancestors 'none'"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -277,9 +334,15 @@ def screenshot(request: HttpRequest, project_slug: str, screenshot_id: int) -> H
 def screenshot_thumb(
     request: HttpRequest, project_slug: str, screenshot_id: int
 ) -> HttpResponseBase:
-    """A screenshot's thumbnail for the timeline (the timeline's view is the record)."""
+    """A screenshot's thumbnail for the timeline: with the token of a recorded timeline
+    view that showed it, that view is the record; without one (an old page, a link of its
+    own), the fetch is recorded as a view of the screenshot."""
     member = access_activity(request.user, project_slug)
-    return _image(access_screenshot(member, screenshot_id), thumb=True)
+    shot = access_screenshot(member, screenshot_id)
+    response = _image(shot, thumb=True)
+    if not _token_covers(request.GET.get("v", ""), member, shot):
+        record_view(shot, username=shot.membership.user.username, thumbnail=True)
+    return response
 
 
 @login_required

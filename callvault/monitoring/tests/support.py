@@ -63,6 +63,28 @@ def image_bytes(width: int = 64, height: int = 40, fmt: str = "WEBP", colour: st
     return out.getvalue()
 
 
+def same_picture(stored: bytes, sent: bytes) -> bool:
+    """Whether stored bytes are the sent picture (the server keeps a re-encoded copy, not
+    the upload byte for byte): same format and size, colours within lossy rounding."""
+    with Image.open(io.BytesIO(stored)) as a, Image.open(io.BytesIO(sent)) as b:
+        if (a.format, a.size) != (b.format, b.size):
+            return False
+        middle = (a.width // 2, a.height // 2)
+        left, right = a.convert("RGB").getpixel(middle), b.convert("RGB").getpixel(middle)
+    assert isinstance(left, tuple) and isinstance(right, tuple)
+    return all(abs(x - y) <= 12 for x, y in zip(left, right, strict=True))
+
+
+def thumb_src(html: str, screenshot_id: int) -> str:
+    """The thumbnail link a timeline page carries for a screenshot (with its token)."""
+    import re
+    from html import unescape
+
+    found = re.search(rf'src="(/p/[^"]*/screenshots/{screenshot_id}/thumb/[^"]*)"', html)
+    assert found is not None, "no thumbnail of that screenshot on the page"
+    return unescape(found.group(1))
+
+
 def post_shot(
     token: str,
     content: bytes,

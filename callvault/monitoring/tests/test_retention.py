@@ -1,5 +1,5 @@
-"""Retention: screenshots older than the policy's days go, files and rows, one event per
-project and run; newer ones and other projects' stay."""
+"""Retention: screenshots and activity spans older than the policy's days go (files and
+rows), one event of each per project and run; newer ones and other projects' stay."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from callvault.audit.models import AuditEvent
-from callvault.monitoring.models import Device, Screenshot
+from callvault.monitoring.heartbeats import Heartbeat, do_ingest_heartbeats
+from callvault.monitoring.models import ActivitySpan, Device, Screenshot
 from callvault.monitoring.policy import do_update_policy, policy_for
 from callvault.monitoring.screenshots import do_receive_screenshot
 from callvault.monitoring.tasks import purge_old_screenshots
@@ -59,3 +60,41 @@ def test_a_file_already_gone_does_not_stop_the_purge(operator, project):
     default_storage.delete(old.storage_name)
     assert purge_old_screenshots.enqueue().return_value == 1
     assert not Screenshot.objects.exists()
+
+
+def test_old_activity_spans_go_too_with_one_event(operator, outsider, project):
+    """Spans carry window titles: the review found them kept for ever."""
+    do_update_policy(policy_for(project), retention_days=7)
+    device, _ = enrol(operator, hostname="desk-spans")
+    device = Device.objects.select_related("project__monitoring_policy").get(pk=device.pk)
+    now = timezone.now()
+    old = [Heartbeat(1, now - timedelta(days=9), "active", "crm", "Order 1042")]
+    do_ingest_heartbeats(device, old)
+    theirs, _ = enrol(outsider, hostname="their-desk")
+    theirs = Device.objects.select_related("project__monitoring_policy").get(pk=theirs.pk)
+    do_ingest_heartbeats(theirs, [Heartbeat(1, now - timedelta(days=9), "active", "x", "y")])
+    device.refresh_from_db()
+    assert device.open_span_id is not None  # the old span is still the device's newest
+    assert purge_old_screenshots.enqueue().return_value == 1
+    assert not ActivitySpan.objects.filter(project=project).exists()
+    assert ActivitySpan.objects.filter(device=theirs).count() == 1  # 30 days there
+    device.refresh_from_db()
+    assert device.open_span_id is None
+    (event,) = AuditEvent.objects.filter(action="activity_span.purge")
+    assert event.project_id == project.pk and event.extra["deleted"] == 1
+    assert event.extra["retention_days"] == 7
+    # The device's next heartbeat starts afresh.
+    do_ingest_heartbeats(device, [Heartbeat(2, now - timedelta(seconds=5), "idle", None, None)])
+    assert ActivitySpan.objects.filter(project=project).count() == 1
+
+
+def test_a_span_that_ended_within_the_retention_stays(operator, project):
+    do_update_policy(policy_for(project), retention_days=7)
+    device, _ = enrol(operator, hostname="desk-recent")
+    device = Device.objects.select_related("project__monitoring_policy").get(pk=device.pk)
+    do_ingest_heartbeats(
+        device, [Heartbeat(1, timezone.now() - timedelta(days=6), "active", "crm", "Orders")]
+    )
+    assert purge_old_screenshots.enqueue().return_value == 0
+    assert ActivitySpan.objects.count() == 1
+    assert not AuditEvent.objects.filter(action="activity_span.purge").exists()

@@ -27,9 +27,9 @@ def works(member) -> None:
 
 
 def last_seen(device: Device, minutes_ago: float) -> None:
-    Device.objects.filter(pk=device.pk).update(
-        last_seen_at=timezone.now() - timedelta(minutes=minutes_ago)
-    )
+    """The device's last accepted heartbeat (and contact) that long ago."""
+    moment = timezone.now() - timedelta(minutes=minutes_ago)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=moment, last_heartbeat_at=moment)
 
 
 def alerts(member) -> list[SecurityNotice]:
@@ -59,7 +59,7 @@ def test_a_silent_agent_of_a_working_member_raises_the_alert_once(operator, owne
     last_seen(device, 0)
     assert check_silent_agents() == 0
     Device.objects.filter(pk=device.pk).update(
-        last_seen_at=timezone.now() - timedelta(minutes=12),
+        last_heartbeat_at=timezone.now() - timedelta(minutes=12),
         silence_alerted_at=timezone.now() - timedelta(minutes=20),
     )
     assert check_silent_agents() == 1
