@@ -12,6 +12,7 @@ with its times and talk time, and a refused call reports nothing.
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -115,6 +116,16 @@ def test_an_answered_call_reaches_the_carrier_and_never_shows_the_number(
     for header in ("P-Asserted-Identity", "Remote-Party-ID", "History-Info", "Diversion"):
         assert f"\n{header}:" not in answer
     assert "\no=- 53655765 2353687637 IN IP4" in answer and "\ns=-\n" in answer
+    # The carrier's SIP-I answer (multipart: SDP and ISUP) arrives as its SDP alone, with
+    # only the lines media needs; the 180's text/plain body is gone; no display names.
+    assert re.search(r"^Content-Type: application/sdp$", answer, re.M), answer
+    assert "\na=rtpmap:0 PCMU/8000\n" in answer and "\na=sendrecv" in answer
+    for gone in ("multipart", "isup", "IAM", "a=label", "a=tool", "\ni=", "\np="):
+        assert gone not in answer, gone
+    ringing = next(r for r in dialled.operator.received() if r.startswith("SIP/2.0 180"))
+    assert "Content-Type" not in ringing and re.search(r"^Content-Length: +0$", ringing, re.M)
+    for reply in (ringing, answer):
+        assert re.search(r"^To: <sip:ct-[0-9a-f]{32}@", reply, re.M), reply
     # callvault spent the token on this call, and the proxy's log holds no number either.
     call = settled()
     assert call.order == sip_world.order
@@ -145,7 +156,10 @@ def test_the_customer_hangs_up_and_the_bye_carries_no_number(
     assert_operator_ok(dialled)
     assert dialled.carrier is not None
     assert dialled.carrier.process.returncode == 0, dialled.carrier.report()
-    assert any(r.startswith("BYE ") for r in dialled.operator.received())
+    bye = next(r for r in dialled.operator.received() if r.startswith("BYE "))
+    # No display names and no body: the carrier's text/plain "... hung up" stays behind.
+    assert re.search(r"^From: <sip:", bye, re.M) and re.search(r"^To: <sip:", bye, re.M), bye
+    assert "Content-Type" not in bye
     assert_carrier_got_the_number(sip_world, dialled)
     assert_hidden(sip_world, dialled)
     call = settled()
@@ -229,6 +243,62 @@ def test_the_operator_cancels_while_it_rings(sip_world: SipWorld, sip_lab: SipLa
     assert reported(call) == ["ringing", "cancelled"]
     assert call.result == "487"
     assert call.answered_at is None
+
+
+def forged_in_dialog(method: str, target: str, proxy_port: int, own: int, extra: str) -> str:
+    """A request that looks like it belongs to a call (a made-up To-tag, a Route naming the
+    proxy) and asks to go straight to the carrier, without credentials or token."""
+    tag = secrets.token_hex(6)
+    return (
+        f"{method} {target} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{own};rport;branch=z9hG4bK{secrets.token_hex(8)}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"Route: <sip:127.0.0.1:{proxy_port};lr>\r\n"
+        f"From: <sip:intruder@127.0.0.1>;tag={tag}\r\n"
+        f"To: <{target}>;tag=made-up-{secrets.token_hex(4)}\r\n"
+        f"Call-ID: {secrets.token_hex(10)}@127.0.0.1\r\n"
+        f"CSeq: 1 {method}\r\n"
+        f"Contact: <sip:intruder@127.0.0.1:{own}>\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("INVITE", ""),
+        # topos' own marker, forged: it must not pass for a call topos mapped back.
+        ("INVITE", "P-SR-XUID: atpsh-1-1-1\r\n"),
+        ("BYE", ""),
+        ("BYE", "P-SR-XUID: atpsh-1-1-1\r\n"),
+        ("MESSAGE", ""),
+    ],
+)
+def test_a_request_faking_a_call_never_reaches_the_carrier(
+    sip_world: SipWorld, sip_lab: SipLab, method: str, extra: str
+) -> None:
+    """Toll fraud through loose routing: an unauthenticated 'in-dialog' request for a call
+    the proxy never placed is answered 404 here, and the carrier hears nothing."""
+    number = fake_phone()[1]
+    target = f"sip:{number}@127.0.0.1:{sip_lab.carrier_port}"
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as carrier,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder,
+    ):
+        carrier.bind(("127.0.0.1", sip_lab.carrier_port))
+        carrier.settimeout(1.0)
+        intruder.bind(("127.0.0.1", 0))
+        intruder.settimeout(3.0)
+        own = intruder.getsockname()[1]
+        request = forged_in_dialog(method, target, sip_lab.kamailio.port, own, extra)
+        intruder.sendto(request.encode(), ("127.0.0.1", sip_lab.kamailio.port))
+        answer = intruder.recv(65535).decode(errors="replace")
+        with pytest.raises(TimeoutError):
+            heard = carrier.recv(65535)
+            pytest.fail(f"the carrier received: {heard[:300]!r}")
+    assert answer.startswith("SIP/2.0 404 "), answer[:300]
+    assert_no_event_posted(sip_world, sip_lab)
 
 
 def test_a_used_token_is_refused(sip_world: SipWorld, sip_lab: SipLab) -> None:
