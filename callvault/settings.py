@@ -310,6 +310,11 @@ RECORDING_MAX_BYTES = env_int("CALLVAULT_RECORDING_MAX_BYTES", 200 * 1024 * 1024
 RECORDING_FETCH_HOSTS = env_list("CALLVAULT_RECORDING_FETCH_HOSTS")
 RECORDING_FETCH_ALLOW_PRIVATE = env_bool("CALLVAULT_RECORDING_FETCH_ALLOW_PRIVATE", False)
 RECORDING_FETCH_TIMEOUT = env_int("CALLVAULT_RECORDING_FETCH_TIMEOUT", 300)
+# The cloud PBX callback (telephony/providers/cloud.py) goes to public https addresses only,
+# beyond these hosts; and how many caller lookups one PBX may make a minute (a PBX's secret
+# would otherwise make /pbx/v1/inbound a number-to-order oracle).
+TELEPHONY_CLOUD_HOSTS = env_list("CALLVAULT_TELEPHONY_CLOUD_HOSTS")
+TELEPHONY_INBOUND_PER_MINUTE = env_int("CALLVAULT_TELEPHONY_INBOUND_PER_MINUTE", 60)
 
 # The audit trail's hash chain (docs/audit.md). The Ed25519 key that signs checkpoints and
 # prune records lives outside the database; `callvault audit keygen` creates it.

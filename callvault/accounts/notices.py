@@ -50,6 +50,18 @@ KINDS: dict[str, Any] = {
         "%(user)s is working in callvault but the monitoring agent on %(device)s has been "
         "silent for %(minutes)s minutes (last seen %(last_seen)s)."
     ),
+    # Telephony (callvault/telephony): whoever sets these can get customers' numbers.
+    "pbx_created": _(
+        "%(user)s added the PBX “%(name)s” (allowed from %(networks)s): its secret can "
+        "look up customers' numbers."
+    ),
+    "telephony_routing_changed": _(
+        "%(user)s changed where calls go in the telephony settings: %(fields)s."
+    ),
+    "inbound_limited": _(
+        "The PBX “%(name)s” asked who is calling more than %(limit)s times within a minute: "
+        "its further lookups are refused until the minute is over."
+    ),
 }
 
 

@@ -14,17 +14,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from callvault.accounts.models import Membership, Role
+from callvault.accounts.notices import notify_owners
 from callvault.audit.context import current
 from callvault.audit.recorder import diff, record_event, record_update
 from callvault.lib.errors import FieldErrors
 from callvault.orders.intake import Lead, do_create_order
 from callvault.orders.models import Order, StatusGroup
+from callvault.telephony import throttle
 from callvault.telephony.models import (
     FINAL_STATES,
     Call,
@@ -43,7 +46,7 @@ from callvault.telephony.providers import (
     provider_for,
 )
 from callvault.telephony.providers.sip_token import TOKEN_PATTERN, hash_token
-from callvault.telephony.setup_actions import settings_for
+from callvault.telephony.setup_actions import NAME_PUNCTUATION, settings_for
 from callvault.vault.actions import PHONE_FIELD
 from callvault.vault.logfilter import redact
 from callvault.vault.phones import PhoneError, blind_index, open_phone, parse_phone
@@ -57,6 +60,7 @@ AUDIT_ACTIONS = {
     "call.token_refused": gettext_lazy("Call token refused"),
     "call.state": gettext_lazy("Call state changed"),
     "call.inbound": gettext_lazy("Incoming call"),
+    "call.inbound_limited": gettext_lazy("Incoming call lookups limited"),
 }
 
 
@@ -295,12 +299,25 @@ def do_record_call_event(
     return call
 
 
+def call_id_for_token(pbx: Pbx, token: str) -> int | None:
+    """The call a token of the PBX's project was issued for (spent or not, expired or not:
+    a proxy reports a call's progress by the token its operator dialled); None if unknown."""
+    if not TOKEN_PATTERN.fullmatch(token):
+        return None
+    found: int | None = (
+        CallToken.objects.filter(token_hash=hash_token(token), call__project_id=pbx.project_id)
+        .values_list("call_id", flat=True)
+        .first()
+    )
+    return found
+
+
 # --- Token lookup ---------------------------------------------------------------------------
 #
 # A SIP proxy worker waits on this (docs/benchmarks.md, "Token resolution"). On PostgreSQL a
-# lookup that succeeds is one prepared statement: find the token, spend it, move the call,
-# record the event. A refused one adds the refusal's event. SQLite takes the same steps one
-# by one inside its transaction (it has no data-modifying WITH).
+# lookup is one prepared statement: find the token, spend it, move the call, record the
+# event; a refused one adds the refusal's event. SQLite takes the same steps one by one (it
+# has no data-modifying WITH), in the same transaction.
 
 
 class TokenRefused(Exception):
@@ -334,45 +351,55 @@ class _Found:
 # Plain SQL rather than the ORM: building the joined query cost several times what the
 # database spends running it. The database answers "used?" and "expired?" itself, so no
 # datetime needs converting on the way back (SQLite returns them naive).
-_FOUND_SQL = """
-    SELECT t.id, t.call_id, c.project_id, s.username, s.is_active AND m.is_active AS active,
-           t.used_at IS NOT NULL AS used, t.expires_at <= %(now)s AS expired,
-           COALESCE(o.phone_sealed, '') AS phone_sealed, o.project_id AS order_project_id
-    FROM telephony_calltoken t
-    JOIN telephony_call c ON c.id = t.call_id
-    JOIN telephony_sipaccount s ON s.id = t.sip_account_id
-    JOIN accounts_membership m ON m.id = s.membership_id
-    LEFT JOIN orders_order o ON o.id = c.order_id
-    WHERE t.token_hash = %(hash)s
-"""
+_FOUND_CTE = """
+    found AS (
+        SELECT t.id, t.call_id, c.project_id, s.username,
+               s.is_active AND m.is_active AS active, t.used_at IS NOT NULL AS used,
+               t.expires_at <= %(now)s AS expired,
+               COALESCE(o.phone_sealed, '') AS phone_sealed, o.project_id AS order_project_id
+        FROM telephony_calltoken t
+        JOIN telephony_call c ON c.id = t.call_id
+        JOIN telephony_sipaccount s ON s.id = t.sip_account_id
+        JOIN accounts_membership m ON m.id = s.membership_id
+        LEFT JOIN orders_order o ON o.id = c.order_id
+        WHERE t.token_hash = %(hash)s
+    )"""
 
-# PostgreSQL: the whole lookup in one statement, so one round trip and one commit. `spent`
-# re-checks used_at and expires_at on the row it updates: of two lookups at once, the second
-# waits for the first's row lock, then finds used_at set and spends nothing. The event is
+# SQLite: the read; the writes follow in the caller's transaction (_spend_sqlite).
+_READ_SQL = f"WITH {_FOUND_CTE} SELECT * FROM found"  # noqa: S608 (constants)
+
+# PostgreSQL: the whole lookup in one statement, so one round trip. `spent` re-checks
+# used_at and expires_at on the row it updates: of two lookups at once, the second waits
+# for the first's row lock, then finds used_at set and spends nothing. The event is
 # written in the same transaction as the writes it explains, which is what the bypass
 # triggers on telephony_calltoken and telephony_call look for at COMMIT (audit/bypass.py).
+# Each UPDATE names its row as `id = (scalar subquery)`: the statement is prepared and runs
+# on a generic plan, and with `UPDATE ... FROM <cte>` that plan was a hash join over a
+# sequential scan of telephony_call, slower with every call ever made.
 _SPEND_SQL = f"""
-    WITH found AS ({_FOUND_SQL}),
+    WITH {_FOUND_CTE},
     spent AS (
-        UPDATE telephony_calltoken t SET used_at = %(now)s
-        FROM found f
-        WHERE t.id = f.id AND t.used_at IS NULL AND t.expires_at > %(now)s
-          AND f.project_id = %(project)s AND f.username = %(operator)s AND f.active
-          AND f.phone_sealed <> ''
-        RETURNING t.call_id
+        UPDATE telephony_calltoken SET used_at = %(now)s
+        WHERE id = (
+            SELECT id FROM found
+            WHERE project_id = %(project)s AND username = %(operator)s AND active
+              AND phone_sealed <> ''
+        ) AND used_at IS NULL AND expires_at > %(now)s
+        RETURNING call_id
     ), moved AS (
-        UPDATE telephony_call c SET state = %(dialing)s
-        FROM spent WHERE c.id = spent.call_id AND c.state = %(new)s
-        RETURNING c.id
+        UPDATE telephony_call SET state = %(dialing)s
+        WHERE id = (SELECT call_id FROM spent) AND state = %(new)s
+        RETURNING id
     ), recorded AS (
         INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id,
             actor_name, action, object_type, object_id, object_repr, changes, extra, ip,
             user_agent, request_id)
         SELECT %(now)s, %(project)s, %(kind)s, %(actor_id)s, %(actor_name)s, 'call.dial',
             'call', spent.call_id::text, 'call ' || spent.call_id,
-            CASE WHEN moved.id IS NULL THEN '{{}}'::jsonb ELSE %(moved_changes)s::jsonb END,
+            CASE WHEN EXISTS (SELECT 1 FROM moved) THEN %(moved_changes)s::jsonb
+                ELSE '{{}}'::jsonb END,
             %(extra)s::jsonb, %(ip)s::inet, %(ua)s, %(request_id)s
-        FROM spent LEFT JOIN moved ON moved.id = spent.call_id
+        FROM spent
     )
     SELECT found.*, EXISTS (SELECT 1 FROM spent) FROM found
 """  # noqa: S608 (built from this module's constants, no input)
@@ -397,12 +424,14 @@ def _spend_postgresql(params: dict[str, Any], now: datetime) -> _Found | None:
         "request_id": ctx.request_id,
     }
     row = fetch_prepared(_SPEND_SQL, params)
-    return _Found(*row[:-1], spent=bool(row[-1])) if row else None
+    # The row's columns are _Found's fields but `spent`, which comes last (mypy cannot tell
+    # an unpacked tuple's length).
+    return _Found(*row[:-1], spent=bool(row[-1])) if row else None  # type: ignore[misc]
 
 
 def _spend_sqlite(params: dict[str, Any], now: datetime) -> _Found | None:
     with connection.cursor() as cursor:
-        cursor.execute(_FOUND_SQL, params)
+        cursor.execute(_READ_SQL, params)
         row = cursor.fetchone()
     found = _Found(*row) if row else None
     if found is None or _why_refused(found, params["project"], params["operator"]):
@@ -466,9 +495,10 @@ def do_resolve_token(pbx: Pbx, token: str, operator: str) -> tuple[int, str]:
         with transaction.atomic():
             found = spend(params, now)
             if found is not None and found.spent:
-                assert found.order_project_id is not None  # spent only with the order's number
-                # Opened before the commit: should the vault fail to open it, the token,
-                # the call and the record stay as they were.
+                assert found.order_project_id is not None  # spent only with its number
+                # Opened before the commit: should the vault fail to open it, the token, the
+                # call and the record stay as they were. (Measured: the BEGIN and COMMIT
+                # this costs beside the statement's own commit are lost in the noise.)
                 number = open_phone(
                     found.phone_sealed, project_id=found.order_project_id, field=PHONE_FIELD
                 )
@@ -499,12 +529,29 @@ class InboundAnswer:
     call: Call
 
 
+# The longest display name the PBX is given ("Order 1042 - " and a first name of 40).
+DISPLAY_NAME_MAX = 64
+
+
+def sip_display_name(text: str) -> str:
+    """The text as the operator's phone may show it in a SIP header: letters, digits 0-9,
+    spaces and - . ' only (no quote, backslash, angle bracket or semicolon to end the
+    display name's field and start a URI or a parameter), cut to DISPLAY_NAME_MAX."""
+    kept = "".join(
+        ch if ch.isalpha() or ch in "0123456789" + NAME_PUNCTUATION else " " for ch in text
+    )
+    return " ".join(kept.split())[:DISPLAY_NAME_MAX].strip()
+
+
 def display_name(order: Order) -> str:
-    """'Order 1042 - Ivan': the order and the customer's first name (nothing phone-shaped)."""
-    first = redact(order.customer_name).replace("[redacted]", " ").split()
-    name = next((word for word in first if not any(ch.isdigit() for ch in word)), "")
+    """'Order 1042 - Ivan': the order and the customer's first name, letters only (a name
+    comes from a landing page's form: no digit, quote or bracket of it gets through)."""
+    words = "".join(
+        ch if ch.isalpha() or ch in NAME_PUNCTUATION else " " for ch in order.customer_name
+    ).split()
+    name = next((w.strip(NAME_PUNCTUATION) for w in words if w.strip(NAME_PUNCTUATION)), "")
     shown = _("Order %(number)s") % {"number": order.number}
-    return f"{shown} - {name[:40]}" if name else shown
+    return sip_display_name(f"{shown} - {name[:40]}" if name else shown)
 
 
 def _newest_open_order(project_id: int, e164: str) -> Order | None:
@@ -535,21 +582,63 @@ def _operator_of(order: Order) -> SipAccount | None:
     )
 
 
+INBOUND_WINDOW_SECONDS = 60
+DEFAULT_INBOUND_PER_MINUTE = 60
+
+
+def inbound_limit() -> int:
+    """How many caller lookups a PBX may make per minute (TELEPHONY_INBOUND_PER_MINUTE)."""
+    return int(getattr(django_settings, "TELEPHONY_INBOUND_PER_MINUTE", DEFAULT_INBOUND_PER_MINUTE))
+
+
+class InboundLimited(Exception):
+    """The PBX asked about more callers this minute than the limit allows."""
+
+
+def _count_inbound(pbx: Pbx) -> None:
+    """Count the lookup; past the limit, InboundLimited. The first refusal of a window is
+    recorded and told to the owners: a PBX asking about many numbers may be someone trying
+    numbers to learn whose they are."""
+    limit = inbound_limit()
+    count = throttle.count(f"telephony:inbound:{pbx.pk}", INBOUND_WINDOW_SECONDS)
+    if count <= limit:
+        return
+    if count == limit + 1:
+        with transaction.atomic():
+            event = record_event(
+                "call.inbound_limited",
+                project_id=pbx.project_id,
+                object_type="pbx",
+                object_id=pbx.pk,
+                object_repr=str(pbx),
+                extra={"limit": limit, "window_seconds": INBOUND_WINDOW_SECONDS},
+            )
+            notify_owners(
+                pbx.project_id,
+                "inbound_limited",
+                {"name": pbx.name, "limit": limit},
+                event_id=event.pk,
+            )
+    raise InboundLimited
+
+
 def do_inbound_call(pbx: Pbx, caller: str) -> InboundAnswer:
     """Who is calling: the newest open order for the caller's number (by its blind index),
-    else a neutral name and, if the project wants it, a new order. Records the inbound call."""
+    else a neutral name and, if the project wants it, a new order. Records the inbound call
+    (with the new order, in one transaction). InboundLimited past the PBX's lookups a minute."""
+    _count_inbound(pbx)
     project = pbx.project
     settings = settings_for(project)
     try:
         e164: str | None = parse_phone(caller, region=project.default_region).e164
     except PhoneError:
         e164 = None
-    order = _newest_open_order(project.pk, e164) if e164 else None
-    known = order is not None
-    if order is None and e164 and settings.create_order_for_unknown:
-        order = do_create_order(project, Lead(phone=e164, source="inbound call")).order
-    account = _operator_of(order) if known and order is not None else None
     with transaction.atomic():
+        order = _newest_open_order(project.pk, e164) if e164 else None
+        known = order is not None
+        if order is None and e164 and settings.create_order_for_unknown:
+            order = do_create_order(project, Lead(phone=e164, source="inbound call")).order
+        account = _operator_of(order) if known and order is not None else None
         call = Call.objects.create(
             project_id=project.pk,
             order=order,
@@ -576,7 +665,12 @@ def do_inbound_call(pbx: Pbx, caller: str) -> InboundAnswer:
                 "sip_account": account.username if account else "",
             },
         )
-    shown = display_name(order) if known and order is not None else settings.unknown_caller_name
+    shown = (
+        display_name(order)
+        if known and order is not None
+        # Checked when saved; cleaned again for a name saved before that check.
+        else sip_display_name(settings.unknown_caller_name) or _("New caller")
+    )
     return InboundAnswer(
         display_name=shown,
         order_number=order.number if order else None,

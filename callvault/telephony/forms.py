@@ -10,11 +10,16 @@ from django.utils.translation import gettext_lazy
 
 from callvault.accounts.models import Membership
 from callvault.telephony.models import ProviderKind, TelephonySettings
-from callvault.telephony.setup_actions import SETTINGS_FIELDS
+from callvault.telephony.setup_actions import ROUTING_FIELDS, SETTINGS_FIELDS
 
 
 class TelephonySettingsForm(forms.ModelForm):  # type: ignore[type-arg]
-    """The provider and its settings, inbound calls and recordings."""
+    """The provider and its settings, inbound calls and recordings.
+
+    The extra headers' values are write-only (they may be API keys): the field shows each
+    stored header as "Name:", and a name left without a value keeps its stored value. For a
+    member who may not decide where calls go (`may_route` False) the provider's fields are
+    shown disabled and their stored values kept."""
 
     cloud_url = forms.URLField(
         label=gettext_lazy("Callback URL"), required=False, max_length=500, assume_scheme="https"
@@ -23,6 +28,10 @@ class TelephonySettingsForm(forms.ModelForm):  # type: ignore[type-arg]
         label=gettext_lazy("Extra headers (one “Name: value” per line)"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=gettext_lazy(
+            "Stored values are not shown: a “Name:” line without a value keeps the stored "
+            "one; remove the line to remove the header."
+        ),
     )
     secret = forms.CharField(
         label=gettext_lazy("The provider's secret (AMI secret, or the cloud signing secret)"),
@@ -44,14 +53,19 @@ class TelephonySettingsForm(forms.ModelForm):  # type: ignore[type-arg]
             "review_checklist": forms.Textarea(attrs={"rows": 4}),
         }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, may_route: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        headers = self.instance.cloud_headers or {}
+        self.stored_headers: dict[str, str] = dict(self.instance.cloud_headers or {})
+        # Sorted: PostgreSQL's jsonb keeps no order of keys.
         self.fields["cloud_headers_text"].initial = "\n".join(
-            f"{name}: {value}" for name, value in headers.items()
+            f"{name}:" for name in sorted(self.stored_headers)
         )
         provider: Any = self.fields["provider"]
         provider.choices = ProviderKind.choices
+        if not may_route:
+            for name in (*ROUTING_FIELDS, "cloud_headers_text", "secret", "clear_secret"):
+                if name in self.fields:
+                    self.fields[name].disabled = True
 
     def clean_cloud_headers_text(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -59,9 +73,16 @@ class TelephonySettingsForm(forms.ModelForm):  # type: ignore[type-arg]
             if not line.strip():
                 continue
             name, colon, value = line.partition(":")
-            if not colon or not name.strip():
+            name, value = name.strip(), value.strip()
+            if not colon or not name:
                 raise forms.ValidationError(_("Write each header as “Name: value”."))
-            headers[name.strip()] = value.strip()
+            if not value:
+                if name not in self.stored_headers:
+                    raise forms.ValidationError(
+                        _("The header %(name)s needs a value.") % {"name": name}
+                    )
+                value = self.stored_headers[name]  # kept: values are never shown
+            headers[name] = value
         return headers
 
     def values(self) -> dict[str, Any]:
@@ -72,6 +93,8 @@ class TelephonySettingsForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def new_secret(self) -> str | None:
         """None keeps the secret, "" removes it, a value replaces it."""
+        if self.fields["secret"].disabled:
+            return None
         if self.cleaned_data.get("secret"):
             return str(self.cleaned_data["secret"])
         return "" if self.cleaned_data.get("clear_secret") else None
@@ -87,8 +110,7 @@ class PbxForm(forms.Form):
 
     name = forms.CharField(label=gettext_lazy("Name"), max_length=100)
     networks = forms.CharField(
-        label=gettext_lazy("Allowed addresses (CIDR, one per line; empty: from anywhere)"),
-        required=False,
+        label=gettext_lazy("Allowed addresses (CIDR, one per line; at least one)"),
         widget=forms.Textarea(attrs={"rows": 2}),
     )
 

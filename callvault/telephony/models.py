@@ -86,7 +86,8 @@ class Pbx(models.Model):
     # Shown in lists so an owner can tell secrets apart; the rest is only in the hash.
     prefix = models.CharField(max_length=12, unique=True)
     secret_hash = models.CharField(max_length=64)
-    # Where the PBX may call from: CIDRs, one per line (empty = from anywhere).
+    # Where the PBX may call from: CIDRs, one per line, at least one (setup_actions); a PBX
+    # saved without any (before they were required) is refused.
     networks = models.TextField(_("allowed addresses (CIDR, one per line)"), blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -215,7 +216,7 @@ class Recording(models.Model):
 
     call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="recording")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="recordings")
-    # The storage name (recordings/<project id>/<call id>.<n>.sealed): no number, no name.
+    # The storage name (recordings/<project id>/<call id>.sealed): no number, no name.
     storage_name = models.CharField(max_length=300)
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField(_("size (bytes)"))

@@ -2,9 +2,12 @@
 
 `Authorization: Bearer cvp_<prefix>_<random>`; the prefix finds the PBX, the SHA-256 of the
 whole secret must match, the PBX must not be revoked (else 401), and the client address
-(`callvault.lib.clientip`) must be inside the PBX's networks when it has any (else 403).
-The request then runs as the PBX (`Actor.pbx`) with CSRF off: a secret in a header, not a
-cookie, is the credential. Refusals are recorded by prefix and reason, never the secret.
+(`callvault.lib.clientip`) must be inside the PBX's networks (else 403; a PBX saved without
+any, before they were required, is refused too). The request then runs as the PBX
+(`Actor.pbx`) with CSRF off: a secret in a header, not a cookie, is the credential.
+Refusals are recorded by prefix and reason, never the secret, at most once per client
+address and minute (`_refused`): anyone can send bad requests, and each must not cost a row
+of the audit trail.
 
 This runs before every request of a SIP proxy that waits on the answer (the token lookup,
 docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement.
@@ -13,11 +16,13 @@ docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain state
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import lru_cache, wraps
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -28,10 +33,15 @@ from callvault.accounts.allowlist import IPNetwork, address_in, parse_networks
 from callvault.audit.context import Actor, acting_as
 from callvault.audit.recorder import record_event
 from callvault.lib.clientip import client_ip
+from callvault.telephony import throttle
 from callvault.telephony.models import Pbx
 from callvault.telephony.setup_actions import PBX_SECRET_PREFIX, hash_pbx_secret
 
 LAST_USED_GRANULARITY_SECONDS = 60
+# Refusals from one address: the first of each minute is recorded; the others are counted,
+# and the count (kept a day) goes with the address's next event.
+REFUSALS_WINDOW_SECONDS = 60
+REFUSALS_KEPT_SECONDS = 24 * 3600
 
 PbxView = Callable[..., HttpResponse]
 
@@ -68,8 +78,14 @@ def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()  # type: ignore[no-any-return]
-    from django.db.backends.postgresql.base import ServerBindingCursor
+    # django-stubs do not know psycopg 3's server-binding cursor (Django 5.2 has it).
+    from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
+        ServerBindingCursor,
+    )
 
+    # What Django's own cursor() does first: a connection that died since the last request
+    # is replaced rather than failing this one.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
@@ -81,7 +97,8 @@ def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple
         row = cursor.fetchone()
     if logged and connection.queries_log and connection.queries_log[-1]["sql"] is None:
         # psycopg keeps no text of a prepared execution: log what Django logs otherwise.
-        connection.queries_log[-1]["sql"] = connection.ops.compose_sql(sql, params)
+        compose = connection.ops.compose_sql  # type: ignore[attr-defined]  # PostgreSQL's own
+        connection.queries_log[-1]["sql"] = compose(sql, params)
     return row  # type: ignore[no-any-return]
 
 
@@ -91,17 +108,32 @@ def _networks(text: str) -> tuple[IPNetwork, ...]:
 
 
 def _bearer(request: HttpRequest) -> str:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    # META rather than request.headers, which copies every header on first use.
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _refused(pbx: Pbx | None, prefix: str, reason: str, ip: str) -> None:
+def _refused(pbx: Pbx | None, prefix: str, reason: str, ip: str, now: float | None = None) -> None:
+    """Record a refusal, unless one from this address is already recorded this minute (then
+    it is only counted); the event says how many went unrecorded since the address's last."""
+    key = f"telephony:pbx-refused:{ip}"
+    now = time.time() if now is None else now
+    window = REFUSALS_WINDOW_SECONDS
+    if throttle.count(key, window, now, keep=REFUSALS_KEPT_SECONDS) > 1:
+        return
+    extra: dict[str, Any] = {"prefix": prefix[:12], "reason": reason, "ip": ip}
+    # The window of this address's last event: its count less the one recorded.
+    last = cache.get(f"{key}:last")
+    earlier = int(cache.get(last) or 0) if isinstance(last, str) else 0
+    if earlier > 1:
+        extra["unrecorded_before"] = earlier - 1
+    cache.set(f"{key}:last", throttle.window_key(key, window, now), REFUSALS_KEPT_SECONDS)
     record_event(
         "pbx.refused",
         project_id=pbx.project_id if pbx else None,
         object_type="pbx",
         object_id=pbx.pk if pbx else "",
-        extra={"prefix": prefix[:12], "reason": reason, "ip": ip},
+        extra=extra,
     )
 
 
@@ -142,8 +174,8 @@ def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
         return response
     assert pbx is not None
     networks = _networks(pbx.networks)
-    if networks and not address_in(ip, networks):
-        _refused(pbx, prefix, "address", ip)
+    if not networks or not address_in(ip, networks):
+        _refused(pbx, prefix, "address" if networks else "no networks", ip)
         return HttpResponse("forbidden", status=403, content_type="text/plain")
     if stale:
         with connection.cursor() as cursor:

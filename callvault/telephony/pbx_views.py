@@ -1,13 +1,16 @@
 """The endpoints a PBX or SIP proxy calls (docs/telephony.md, "The PBX API").
 
 Every answer is small plain text or JSON with no number in it, except resolve's 200 body,
-which is the number the token stands for, for the proxy to dial.
+which is the number the token stands for, for the proxy to dial. What may carry a number
+(the caller's on inbound, a PBX's cause or id on events) is read from the body only: a query
+string is written to every access log on its way.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +18,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 
 from callvault.telephony.actions import (
     EVENT_STATES,
+    INBOUND_WINDOW_SECONDS,
+    InboundLimited,
     TokenRefused,
+    call_id_for_token,
     do_inbound_call,
     do_record_call_event,
     do_resolve_token,
 )
 from callvault.telephony.models import Pbx
 from callvault.telephony.pbx_auth import pbx_endpoint
+from callvault.telephony.providers.sip_token import TOKEN_PATTERN
 from callvault.vault.logfilter import PHONE_LIKE
 
 MAX_BODY = 16_384
@@ -35,22 +42,24 @@ def _text(body: str, status: int = 200) -> HttpResponse:
     return HttpResponse(body, status=status, content_type="text/plain; charset=utf-8")
 
 
-def _params(request: HttpRequest) -> QueryDict:
-    """Form fields from the body (with or without a form content type) over the query
-    string: proxies build these requests by hand."""
-    merged = request.GET.copy()
+def _form(request: HttpRequest) -> QueryDict:
+    """The body's form fields, with or without a form content type: proxies build these
+    requests by hand."""
     if request.content_type in FORM_TYPES:
-        body = request.POST
-    else:
-        raw = request.body
-        body = QueryDict(raw if len(raw) <= MAX_BODY else b"")
-    for key, values in body.lists():
-        merged.setlist(key, values)
-    return merged
+        return request.POST
+    raw = request.body
+    return QueryDict(raw if len(raw) <= MAX_BODY else b"")
+
+
+def _field(request: HttpRequest, form: QueryDict, name: str) -> str:
+    """One field of the token lookup (which carries no number in its request): the body's
+    value, else the query string's, without copying either (the lookup is hot)."""
+    return (form.get(name) if name in form else request.GET.get(name)) or ""
 
 
 def _json_or_form(request: HttpRequest) -> dict[str, Any] | None:
-    """The body as a JSON object, or its form fields; None when it is neither."""
+    """The body as a JSON object, or its form fields (never the query string's); None when
+    it is neither."""
     if request.content_type == "application/json":
         if len(request.body) > MAX_BODY:
             return None
@@ -59,7 +68,7 @@ def _json_or_form(request: HttpRequest) -> dict[str, Any] | None:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None
         return data if isinstance(data, dict) else None
-    return {key: value for key, value in _params(request).items()}
+    return {key: value for key, value in _form(request).items()}
 
 
 def _unprocessable(field: str, problem: str) -> JsonResponse:
@@ -69,11 +78,10 @@ def _unprocessable(field: str, problem: str) -> JsonResponse:
 @pbx_endpoint
 def resolve(request: HttpRequest, pbx: Pbx) -> HttpResponse:
     """The number a call token stands for, once (200 `+E.164`; 404, 403, 410 otherwise)."""
-    params = _params(request)
+    form = _form(request)
+    token, operator = _field(request, form, "token"), _field(request, form, "operator")
     try:
-        call_id, number = do_resolve_token(
-            pbx, params.get("token", "").strip(), params.get("operator", "").strip()
-        )
+        call_id, number = do_resolve_token(pbx, token.strip(), operator.strip())
     except TokenRefused as refused:
         return _text(refused.word, refused.status)
     response = _text(number)
@@ -128,12 +136,33 @@ def _event_fields(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return fields, ""
 
 
+def _call_by_token(pbx: Pbx, data: dict[str, Any]) -> HttpResponse | None:
+    """Put the call a `token` names into `data["call"]` (the reference proxy reports calls by
+    the token its operator dialled); the 404 or 422 answer when it names none."""
+    token = data.get("token")
+    if token in (None, ""):
+        return None
+    if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token.strip()):
+        return _unprocessable("token", "a call token: ct- and 32 lowercase hex characters")
+    call_id = call_id_for_token(pbx, token.strip())
+    if call_id is None:
+        return JsonResponse({"ok": False, "error": "unknown call"}, status=404)
+    if data.get("call") not in (None, "") and str(data["call"]) != str(call_id):
+        return _unprocessable("token", "names another call than `call`")
+    data["call"] = call_id
+    return None
+
+
 @pbx_endpoint
 def events(request: HttpRequest, pbx: Pbx) -> HttpResponse:
-    """How a call goes: ringing, answered, ended, busy, no_answer, cancelled, failed."""
+    """How a call goes: ringing, answered, ended, busy, no_answer, cancelled, failed; the
+    call named by its id (`call`) or by the token its operator dialled (`token`)."""
     data = _json_or_form(request)
     if data is None:
         return _unprocessable("body", "a JSON object")
+    refused = _call_by_token(pbx, data)
+    if refused is not None:
+        return refused
     if isinstance(data.get("duration"), str) and data["duration"].isdigit():
         data["duration"] = int(data["duration"])
     fields, bad = _event_fields(data)
@@ -148,12 +177,24 @@ def events(request: HttpRequest, pbx: Pbx) -> HttpResponse:
 
 @pbx_endpoint
 def inbound(request: HttpRequest, pbx: Pbx) -> HttpResponse:
-    """Who is calling: a display name, the order, the operator to route to; never the number."""
+    """Who is calling: a display name, the order, the operator to route to; never the number.
+    The caller's number is taken from the body only (429 past the PBX's lookups a minute)."""
+    for name in ("caller", "called"):
+        if name in request.GET:
+            return _unprocessable(name, "send it in the body (form or JSON), not in the address")
     data = _json_or_form(request)
     caller = data.get("caller") if data is not None else None
     if not isinstance(caller, str) or not caller.strip() or len(caller) > 40:
         return _unprocessable("caller", "the caller's number is required")
-    answer = do_inbound_call(pbx, caller.strip())
+    try:
+        answer = do_inbound_call(pbx, caller.strip())
+    except InboundLimited:
+        response = JsonResponse(
+            {"ok": False, "error": "too many caller lookups this minute"}, status=429
+        )
+        window = INBOUND_WINDOW_SECONDS
+        response["Retry-After"] = str(window - int(time.time()) % window)
+        return response
     if "text/plain" in request.headers.get("Accept", "") and "json" not in request.headers.get(
         "Accept", ""
     ):

@@ -136,7 +136,9 @@ class RangeNotSatisfiable(Exception):
     """The Range header asks for bytes the recording does not have."""
 
 
-_BYTE_RANGE = re.compile(r"^(\d*)-(\d*)$")
+# At most 19 digits a side (any file's offset fits): Python refuses to convert a string of
+# more than 4300 digits to an int, and a longer header must be a 416, not a 500.
+_BYTE_RANGE = re.compile(r"^(\d{0,19})-(\d{0,19})$")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

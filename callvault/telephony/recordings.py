@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import http.client
 import io
-import ipaddress
 import logging
-import socket
-import ssl
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any, BinaryIO
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -29,6 +24,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_tasks import task
 
 from callvault.accounts.models import Membership, Project
@@ -36,12 +32,22 @@ from callvault.audit.context import Actor, acting_as, current, system_run
 from callvault.audit.recorder import record_event
 from callvault.lib.errors import FieldErrors
 from callvault.orders.models import Order
+from callvault.telephony import outbound
 from callvault.telephony.models import Call, CallReview, Pbx, Recording, TelephonySettings
 from callvault.vault.files import delete_sealed, read_sealed, save_sealed
 from callvault.vault.logfilter import redact
 from callvault.vault.phones import open_phone, seal
 
 log = logging.getLogger(__name__)
+
+AUDIT_ACTIONS = {
+    "recording.fetch_queued": gettext_lazy("Recording fetch queued"),
+    "recording.fetch_failed": gettext_lazy("Recording fetch failed"),
+    "recording.store": gettext_lazy("Recording stored"),
+    "recording.play": gettext_lazy("Recording played"),
+    "recording.purge": gettext_lazy("Recording deleted after retention"),
+    "call_review.create": gettext_lazy("Call reviewed"),
+}
 
 PURPOSE = "recording"
 # The field name a fetch URL is sealed under while it waits in the task queue.
@@ -195,141 +201,124 @@ def check_fetch_url(url: str) -> None:
     http to an allowed host; no user name or password in it. The message never quotes it."""
     if not isinstance(url, str) or not url or len(url) > URL_MAX_LENGTH:
         raise FieldErrors.one("url", f"a URL of at most {URL_MAX_LENGTH} characters is required")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError:
-        raise FieldErrors.one("url", "the URL cannot be read") from None
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        raise FieldErrors.one("url", "the URL needs a host and no user name or password")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in fetch_hosts()):
-        return
-    raise FieldErrors.one("url", "only https URLs (or http to an allowed host) are fetched")
+    problem = outbound.url_problem(url, fetch_hosts(), allow_private=fetch_allows_private())
+    if problem:
+        raise FieldErrors.one("url", problem)
 
 
 def queue_fetch(call: Call, pbx: Pbx, url: str) -> None:
-    """Check the URL and queue its fetch; refuses when the call already has a recording.
+    """Check the URL and queue its fetch, recorded as `recording.fetch_queued`; refuses
+    (recorded as `recording.fetch_failed`) a URL the fetch would refuse and a call that
+    already has a recording.
 
     The URL waits in the task queue sealed: a PBX may name its files after the number."""
-    check_fetch_url(url)
-    if Recording.objects.filter(call=call).exists():
-        raise RecordingRefused(409, "the call already has a recording")
+    try:
+        if Recording.objects.filter(call=call).exists():
+            raise RecordingRefused(409, "the call already has a recording")
+        check_fetch_url(url)
+    except FieldErrors as exc:
+        _fetch_failed(call, "; ".join(str(e) for e in exc.errors.values()))
+        raise
+    except RecordingRefused as exc:
+        _fetch_failed(call, exc.message)
+        raise
     sealed = seal(url, project_id=call.project_id, field=URL_FIELD)
-    fetch_recording.enqueue(call_id=call.pk, pbx_id=pbx.pk, sealed_url=sealed)
+    with transaction.atomic():
+        record_event(
+            "recording.fetch_queued",
+            project_id=call.project_id,
+            object_type="call",
+            object_id=call.pk,
+            object_repr=str(call),
+        )
+        fetch_recording.enqueue(call_id=call.pk, pbx_id=pbx.pk, sealed_url=sealed)
 
 
 class FetchRefused(Exception):
     """The fetch was not made or not finished; the message never quotes the URL."""
 
 
-def _addresses(host: str, port: int) -> list[str]:
-    """The host's addresses; all of them must be public unless the host is trusted."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise FetchRefused("the host name does not resolve") from None
-    found = [str(info[4][0]) for info in infos]
-    if host not in fetch_hosts() and not fetch_allows_private():
-        for address in found:
-            if not _is_public(address):
-                raise FetchRefused("the host resolves to a private or reserved address")
-    if not found:
-        raise FetchRefused("the host name does not resolve")
-    return found
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is the loopback
-    return ip.is_global
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the address that was checked, not to a second lookup's answer."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """The same over TLS, verifying the certificate for the host name."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        self.tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self.tls)
-        self.address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-
-
 def download(url: str, into: IO[bytes]) -> int:
-    """GET the URL into a file: no redirects, size-capped, within the fetch timeout."""
+    """GET the URL into a file: no redirects, size-capped, within the fetch timeout (every
+    connect, send and receive waits at most for the time left: outbound.Deadline)."""
     check_fetch_url(url)
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    deadline = time.monotonic() + fetch_timeout()
-    address = _addresses(host, port)[0]
-    per_op = min(FETCH_SOCKET_TIMEOUT, fetch_timeout())
-    kind = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
-    connection = kind(host, port, address, per_op)
+    deadline = outbound.Deadline(fetch_timeout(), per_op=FETCH_SOCKET_TIMEOUT)
+    headers = {"Accept": "audio/*", "User-Agent": "callvault"}
     try:
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        connection.request("GET", target, headers={"Accept": "audio/*", "User-Agent": "callvault"})
-        response = connection.getresponse()
-        if 300 <= response.status < 400:
-            raise FetchRefused("the server answered with a redirect, which is not followed")
-        if response.status != 200:
-            raise FetchRefused(f"the server answered {response.status}")
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes():
-            raise FetchRefused("the file is larger than the recording size limit")
-        total = 0
-        while chunk := response.read(64 * 1024):
-            total += len(chunk)
-            if total > max_bytes():
-                raise FetchRefused("the file is larger than the recording size limit")
-            if time.monotonic() > deadline:
-                raise FetchRefused("the fetch took longer than the timeout")
-            into.write(chunk)
-        return total
+        with outbound.request(
+            "GET",
+            url,
+            headers=headers,
+            deadline=deadline,
+            allowed_hosts=fetch_hosts(),
+            allow_private=fetch_allows_private(),
+        ) as response:
+            return _receive(response, into)
+    except outbound.OutboundRefused as exc:
+        raise FetchRefused(str(exc)) from None
+    except TimeoutError:
+        raise FetchRefused("the fetch took longer than the timeout") from None
     except (OSError, http.client.HTTPException) as exc:
         # The exception's text may quote the URL: only its kind is kept.
         raise FetchRefused(f"the fetch failed ({type(exc).__name__})") from None
-    finally:
-        connection.close()
+
+
+def _receive(response: http.client.HTTPResponse, into: IO[bytes]) -> int:
+    if 300 <= response.status < 400:
+        raise FetchRefused("the server answered with a redirect, which is not followed")
+    if response.status != 200:
+        raise FetchRefused(f"the server answered {response.status}")
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes():
+        raise FetchRefused("the file is larger than the recording size limit")
+    total = 0
+    # read1: what has arrived, without waiting for a whole chunk.
+    while chunk := response.read1(64 * 1024):
+        total += len(chunk)
+        if total > max_bytes():
+            raise FetchRefused("the file is larger than the recording size limit")
+        into.write(chunk)
+    return total
+
+
+def _fetch_failed(call: Call, reason: str) -> None:
+    log.warning("recording fetch for call %s refused: %s", call.pk, reason)
+    record_event(
+        "recording.fetch_failed",
+        project_id=call.project_id,
+        object_type="call",
+        object_id=call.pk,
+        object_repr=str(call),
+        extra={"reason": redact(reason)[:200]},
+    )
 
 
 @task()
 def fetch_recording(call_id: int, pbx_id: int, sealed_url: str) -> int:
     """Fetch a recording from the URL a PBX gave and store it as the PBX's upload; the
-    bytes stored (0 when refused: the reason is logged, never the URL)."""
+    bytes stored (0 when refused: recorded as `recording.fetch_failed` with the reason,
+    never the URL)."""
     call = Call.objects.filter(pk=call_id).first()
-    pbx = Pbx.objects.filter(pk=pbx_id, revoked_at__isnull=True).first()
+    pbx = Pbx.objects.filter(pk=pbx_id).first()
     if call is None or pbx is None or pbx.project_id != call.project_id:
         log.warning("recording fetch for call %s dropped: the call or its PBX is gone", call_id)
         return 0
-    url = open_phone(sealed_url, project_id=call.project_id, field=URL_FIELD)
-    with tempfile.TemporaryFile() as spool:
-        try:
-            download(url, spool)
-            spool.seek(0)
-            with acting_as(Actor.pbx(pbx.pk, pbx.name)):
-                recording = do_store_recording(call, spool)
-        except (FetchRefused, RecordingRefused, FieldErrors) as exc:
-            log.warning("recording fetch for call %s refused: %s", call_id, exc)
+    with acting_as(Actor.pbx(pbx.pk, pbx.name)):
+        if pbx.revoked_at is not None:
+            _fetch_failed(call, "the PBX was revoked")
             return 0
+        url = open_phone(sealed_url, project_id=call.project_id, field=URL_FIELD)
+        with tempfile.TemporaryFile() as spool:
+            try:
+                download(url, spool)
+                spool.seek(0)
+                recording = do_store_recording(call, spool)
+            except (FetchRefused, RecordingRefused) as exc:
+                _fetch_failed(call, str(exc))
+                return 0
+            except FieldErrors as exc:
+                _fetch_failed(call, "; ".join(str(e) for e in exc.errors.values()))
+                return 0
     return int(recording.size)
 
 

@@ -1,7 +1,12 @@
 """Telephony pages for members who may manage the project: the provider's settings with a
 checklist, the PBXs (a secret shown once) and the operators' SIP accounts (a password shown
 once). Everyone else gets the same 404 as for a page that does not exist; changing anything
-here needs a fresh step-up, as other security settings do."""
+here needs a fresh step-up, as other security settings do.
+
+A PBX's secret and a SIP account each open numbers (the token lookup, the caller lookup),
+and the provider's settings say where numbers are sent: the PBX and SIP account pages, and
+the provider's part of the settings, are for members who may also see phone numbers
+(setup_actions.may_route_calls); others see the settings with those fields disabled."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from callvault.telephony.setup_actions import (
     do_disable_sip_account,
     do_revoke_pbx,
     do_update_telephony_settings,
+    may_route_calls,
     settings_for,
 )
 
@@ -38,6 +44,15 @@ def access_manager(user: Any, project_slug: str) -> Membership:
     member = access_membership(user, project_slug)
     if not member.can_manage_project:
         raise Http404  # not told the page exists
+    return member
+
+
+def access_router(user: Any, project_slug: str) -> Membership:
+    """The user's membership if they may decide where calls go (manage the project and see
+    phone numbers); 404 otherwise."""
+    member = access_manager(user, project_slug)
+    if not may_route_calls(member):
+        raise Http404
     return member
 
 
@@ -52,6 +67,7 @@ def _page(
             "project": member.project,
             "settings_section": "telephony",
             "telephony_section": section,
+            "may_route": may_route_calls(member),
             **context,
         },
     )
@@ -83,6 +99,19 @@ def checklist(member: Membership, settings: TelephonySettings) -> list[tuple[str
             pbxs.exists() or not needs_pbx,
         )
     )
+    unlisted = pbxs.filter(networks="").count()
+    if unlisted:
+        # Added before allowed addresses were required: refused until added again.
+        items.append(
+            (
+                _(
+                    "PBXs without allowed addresses are refused: add them again with their "
+                    "addresses (%(count)s)"
+                )
+                % {"count": unlisted},
+                False,
+            )
+        )
     callers = Membership.objects.active().filter(project_id=member.project_id, can_edit_orders=True)
     without = callers.exclude(sip_account__is_active=True).count()
     items.append(
@@ -103,10 +132,13 @@ def telephony_settings(request: HttpRequest, project_slug: str) -> HttpResponse:
 @step_up_required
 def _settings(request: HttpRequest, member: Membership, *, project_slug: str) -> HttpResponse:
     current = settings_for(member.project)
-    form = TelephonySettingsForm(request.POST or None, instance=current)
+    may_route = may_route_calls(member)
+    form = TelephonySettingsForm(request.POST or None, instance=current, may_route=may_route)
     if request.method == "POST" and form.is_valid():
         try:
-            do_update_telephony_settings(member.project, form.values(), secret=form.new_secret())
+            do_update_telephony_settings(
+                member.project, form.values(), secret=form.new_secret(), acting=member
+            )
         except FieldErrors as exc:
             apply_field_errors(form, exc, {"cloud_headers": "cloud_headers_text"})
         else:
@@ -134,7 +166,7 @@ def _pbx_page(
 @login_required
 def pbxs(request: HttpRequest, project_slug: str) -> HttpResponse:
     """The PBXs allowed to ask about calls; add one (its secret is shown once)."""
-    return _pbxs(request, access_manager(request.user, project_slug), project_slug=project_slug)
+    return _pbxs(request, access_router(request.user, project_slug), project_slug=project_slug)
 
 
 @step_up_required
@@ -143,7 +175,10 @@ def _pbxs(request: HttpRequest, member: Membership, *, project_slug: str) -> Htt
     if request.method == "POST" and form.is_valid():
         try:
             _pbx, secret = do_create_pbx(
-                member.project, form.cleaned_data["name"], networks=form.cleaned_data["networks"]
+                member.project,
+                form.cleaned_data["name"],
+                networks=form.cleaned_data["networks"],
+                acting=member,
             )
         except FieldErrors as exc:
             apply_field_errors(form, exc)
@@ -156,7 +191,7 @@ def _pbxs(request: HttpRequest, member: Membership, *, project_slug: str) -> Htt
 @require_POST
 def pbx_revoke(request: HttpRequest, project_slug: str, pbx_id: int) -> HttpResponse:
     """Revoke a PBX's secret."""
-    member = access_manager(request.user, project_slug)
+    member = access_router(request.user, project_slug)
     return _revoke(request, member, project_slug=project_slug, pbx_id=pbx_id)
 
 
@@ -167,7 +202,7 @@ def _revoke(
     pbx = Pbx.objects.filter(project_id=member.project_id, pk=pbx_id).first()
     if pbx is None:
         raise Http404
-    do_revoke_pbx(pbx)
+    do_revoke_pbx(pbx, acting=member)
     messages.success(
         request, _("The PBX “%(name)s” can no longer ask about calls.") % {"name": pbx.name}
     )
@@ -210,7 +245,7 @@ def _sip_page(
 @login_required
 def sip_accounts(request: HttpRequest, project_slug: str) -> HttpResponse:
     """The members' softphone accounts; create one (its password is shown once)."""
-    member = access_manager(request.user, project_slug)
+    member = access_router(request.user, project_slug)
     return _sip_accounts(request, member, project_slug=project_slug)
 
 
@@ -220,7 +255,7 @@ def _sip_accounts(request: HttpRequest, member: Membership, *, project_slug: str
     if request.method == "POST" and form.is_valid():
         try:
             account, password = do_create_sip_account(
-                form.cleaned_data["membership"], form.cleaned_data["username"]
+                form.cleaned_data["membership"], form.cleaned_data["username"], acting=member
             )
         except FieldErrors as exc:
             apply_field_errors(form, exc)
@@ -234,7 +269,7 @@ def _sip_accounts(request: HttpRequest, member: Membership, *, project_slug: str
 @require_POST
 def sip_account_disable(request: HttpRequest, project_slug: str, account_id: int) -> HttpResponse:
     """Disable a SIP account."""
-    member = access_manager(request.user, project_slug)
+    member = access_router(request.user, project_slug)
     return _disable(request, member, project_slug=project_slug, account_id=account_id)
 
 
@@ -245,7 +280,7 @@ def _disable(
     account = SipAccount.objects.filter(project_id=member.project_id, pk=account_id).first()
     if account is None:
         raise Http404
-    do_disable_sip_account(account)
+    do_disable_sip_account(account, acting=member)
     messages.success(
         request,
         _("SIP account %(user)s is disabled: export the subscribers to the proxy again.")

@@ -37,7 +37,8 @@ def test_a_trainee_calls_and_only_the_pbx_ever_sees_the_number(
         calling_hours_start=clock(0, 0), calling_hours_end=clock(23, 59, 59)
     )
     do_update_telephony_settings(project, {"provider": "sip_token", "sip_domain": SIP_DOMAIN})
-    _, pbx_secret = do_create_pbx(project, "kamailio")
+    # The test client's requests come from 127.0.0.1: the PBX's allowed network.
+    _, pbx_secret = do_create_pbx(project, "kamailio", networks=["127.0.0.1/32"])
     do_create_sip_account(trainee, "1009")
     # The customer also typed the number into the address, written another way.
     e164 = phone[1]

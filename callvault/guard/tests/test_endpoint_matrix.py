@@ -150,6 +150,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "account:support_link": (PERSONAL, "a one-time support link (its own tests)"),
     # --- telephony (callvault/telephony): pages, then the PBX's endpoints (MACHINE) ---
     "telephony:settings": (SETTINGS, "telephony settings (can_manage_project), no call data"),
+    # PBXs and SIP accounts also need can_see_phones (telephony/tests/test_routing_rights.py).
     "telephony:pbxs": (SETTINGS, "PBXs: names, networks; a new secret shown once"),
     "telephony:pbx_revoke": (SETTINGS, "revokes a PBX's secret (POST)"),
     "telephony:sip_accounts": (SETTINGS, "members' SIP accounts; a new password shown once"),

@@ -58,6 +58,12 @@ def caller_name(order_number: object) -> str:
     return name.replace('"', "").replace("<", "").replace(">", "")
 
 
+def _one_line(*values: str) -> bool:
+    """No control characters: AMI is "Key: value" lines, and a CR or LF in a value starts a
+    line (another action) of its own."""
+    return not any(ord(ch) < 32 or ord(ch) == 127 for value in values for ch in value)
+
+
 def originate_action(
     settings: TelephonySettings, *, call_id: int, extension: str, number: str, order_number: int
 ) -> dict[str, Any]:
@@ -150,6 +156,11 @@ class AmiProvider:
 
         if sip_account is None or self.missing(settings):
             raise ProviderError("not_configured")
+        secret = provider_secret(settings)
+        # Checked when saved (setup_actions); checked again for values stored before that.
+        fields = (settings.ami_username, secret, settings.ami_context, settings.ami_channel)
+        if not _one_line(*fields, sip_account.username):
+            raise ProviderError("ami_bad_settings")
         action = originate_action(
             settings,
             call_id=call.pk,
@@ -159,7 +170,7 @@ class AmiProvider:
         )
         action_id = str(action["ActionID"])
         try:
-            outcome = _run(_originate(settings, provider_secret(settings), action))
+            outcome = _run(_originate(settings, secret, action))
         except (OSError, TimeoutError):
             outcome = "unreachable"
         except Exception:  # the client's own failure: logged without the action in it

@@ -6,25 +6,28 @@ The body is the project's JSON template with placeholders in its string values:
 template is parsed first and the values put into the parsed strings, so nothing in a value can
 change the JSON's shape. Signed like callvault's other webhooks: the headers
 X-Callvault-Timestamp and X-Callvault-Signature ("sha256=" and the hex HMAC-SHA256 of the
-timestamp, a dot and the body, keyed with the provider's secret). Redirects are not followed;
-the answer's body is never logged or recorded (a PBX may echo the number), only its status
-and, from a JSON answer, the PBX's call id.
+timestamp, a dot and the body, keyed with the provider's secret). The request carries the
+number, so it goes only over https to a public address checked when it is sent (or to a host
+the installation lists, `TELEPHONY_CLOUD_HOSTS`), pinned to that address, within one deadline
+(outbound.py). Redirects are not followed; the answer's body is never logged or recorded (a PBX
+may echo the number), only its status and, from a JSON answer, the PBX's call id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings as django_settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from callvault.telephony import outbound
 from callvault.telephony.models import CallState, ProviderKind
 from callvault.telephony.providers import ProviderError, StartResult, customer_number
 
@@ -81,24 +84,6 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A 3xx is the PBX's answer, not a new address to send the number to."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 def _external_id(body: bytes) -> str:
     try:
         answer = json.loads(body)
@@ -113,16 +98,29 @@ def _external_id(body: bytes) -> str:
     return ""
 
 
-def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """POST without following redirects: (status or None when unreachable, PBX call id)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+def cloud_hosts() -> frozenset[str]:
+    """Hosts the callback may reach over plain http and at private addresses (a PBX on a
+    closed network, tests): `CALLVAULT_TELEPHONY_CLOUD_HOSTS`; none by default."""
+    return frozenset(h.lower() for h in getattr(django_settings, "TELEPHONY_CLOUD_HOSTS", []))
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str, str]:
+    """POST without following redirects, to a checked public address (outbound.py):
+    (status or None, the PBX's call id, the short cause when there is no status)."""
+    deadline = outbound.Deadline(TIMEOUT_SECONDS)
     try:
-        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
-            return int(response.status), _external_id(response.read(MAX_ANSWER_BYTES))
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), ""
-    except (OSError, ValueError):
-        return None, ""
+        with outbound.request(
+            "POST", url, headers=headers, body=body, deadline=deadline, allowed_hosts=cloud_hosts()
+        ) as response:
+            status = int(response.status)
+            answer = response.read(MAX_ANSWER_BYTES) if 200 <= status < 300 else b""
+            return status, _external_id(answer), ""
+    except outbound.OutboundRefused:
+        return None, "", "address_refused"
+    except TimeoutError:
+        return None, "", "timeout"
+    except (OSError, ValueError, http.client.HTTPException):
+        return None, "", "unreachable"
 
 
 class CloudProvider:
@@ -171,7 +169,7 @@ class CloudProvider:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
-        status, external_id = post(settings.cloud_url, body, headers)
+        status, external_id, cause = post(settings.cloud_url, body, headers)
         if status is not None and 200 <= status < 300:
             return StartResult(
                 ok=True,
@@ -179,7 +177,7 @@ class CloudProvider:
                 state=CallState.DIALING,
                 external_id=external_id,
             )
-        outcome = "unreachable" if status is None else f"http {status}"
+        outcome = cause if status is None else f"http {status}"
         log.info("cloud callback of call %s: %s", call.pk, outcome)
         return StartResult(
             ok=False,

@@ -25,6 +25,8 @@ from callvault.telephony.setup_actions import (
 )
 
 SIP_DOMAIN = "sip.alpha.test"
+# Where the test client's requests come from: a PBX's allowed networks (at least one).
+LOCAL = ["127.0.0.1/32"]
 SIP_URI = re.compile(r"sip:(ct-[0-9a-f]{32})@sip\.alpha\.test")
 
 
@@ -38,7 +40,7 @@ def sip_project(project: Project) -> Project:
 @pytest.fixture
 def pbx(sip_project: Project) -> tuple[Pbx, str]:
     """The project's SIP proxy and its secret."""
-    return do_create_pbx(sip_project, "kamailio")
+    return do_create_pbx(sip_project, "kamailio", networks=LOCAL)
 
 
 def sip_account(member: Membership, extension: str) -> SipAccount:
@@ -130,7 +132,7 @@ def telephony_rows(owner: Membership, operator: Membership, order: Order) -> Non
 
     project = order.project
     do_update_telephony_settings(project, {"provider": "sip_token", "sip_domain": SIP_DOMAIN})
-    do_create_pbx(project, "kamailio")
+    do_create_pbx(project, "kamailio", networks=LOCAL)
     sip_account(owner, "1000")
     call, _ = do_start_call(owner, order)
     do_store_recording(call, io.BytesIO(wav_bytes(0.1)))
@@ -169,7 +171,11 @@ def drive_telephony_paths(run: Any, owner: Membership, rng: Any) -> None:
     for secret in ("provider secret one", "provider secret two"):
         run.plaintexts.add(secret)
         assert run.step(lambda s=secret: client.post(settings_url, {**form, "secret": s}))
-    pbx_page = run.step(lambda: client.post(reverse("telephony:pbxs", args=[slug]), {"name": "k"}))
+    pbx_page = run.step(
+        lambda: client.post(
+            reverse("telephony:pbxs", args=[slug]), {"name": "k", "networks": "127.0.0.1/32"}
+        )
+    )
     pbx_secret = pbx_page.context["secret"]
     run.plaintexts.add(pbx_secret)
     sip_page = run.step(

@@ -45,7 +45,7 @@ def test_unknown_projects_members_and_bad_extensions_are_errors(
     sip_project: Project, operator: Membership
 ) -> None:
     with pytest.raises(CommandError, match="no project"):
-        run("create-pbx", "--project", "nope", "--name", "x")
+        run("create-pbx", "--project", "nope", "--name", "x", "--networks", "192.0.2.1")
     with pytest.raises(CommandError, match="not an active member"):
         run("create-sip-account", "--project", "alpha", "--username", "zed", "--sip-user", "10")
     with pytest.raises(CommandError, match="username"):

@@ -14,6 +14,7 @@ from callvault.orders.models import Order
 from callvault.telephony.models import Call, CallState, Pbx, SipAccount
 from callvault.telephony.setup_actions import do_create_pbx
 from callvault.telephony.tests.call_support import (
+    LOCAL,
     assert_no_digits_anywhere,
     bobs_phone,
     mine,
@@ -103,7 +104,7 @@ def test_the_pbxs_own_id_is_kept(pbx: tuple[Pbx, str], call: Call) -> None:
 
 
 def test_another_projects_call_is_not_found(pbx: tuple[Pbx, str], call: Call) -> None:
-    _, theirs = do_create_pbx(make_project("gamma"), "theirs")
+    _, theirs = do_create_pbx(make_project("gamma"), "theirs", networks=LOCAL)
     response = event(theirs, call.pk, "ended")
     assert response.status_code == 404
     assert event(pbx[1], call.pk + 1000, "ended").status_code == 404

@@ -17,6 +17,7 @@ from callvault.orders.tests.workspace_support import new_order
 from callvault.telephony.models import Call, CallDirection, CallState, Pbx
 from callvault.telephony.setup_actions import do_create_pbx, do_update_telephony_settings
 from callvault.telephony.tests.call_support import (
+    LOCAL,
     assert_no_digits_anywhere,
     pbx,
     pbx_post,
@@ -144,7 +145,7 @@ def test_the_caller_is_required(pbx: tuple[Pbx, str]) -> None:
 
 
 def test_another_projects_pbx_does_not_find_the_order(order: Order, phone: Phone) -> None:
-    _, theirs = do_create_pbx(make_project("gamma"), "theirs")
+    _, theirs = do_create_pbx(make_project("gamma"), "theirs", networks=LOCAL)
     answer = ask(theirs, phone[1]).json()
     assert answer["order"] is None and answer["display_name"] == "New caller"
 

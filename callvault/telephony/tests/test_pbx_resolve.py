@@ -19,6 +19,7 @@ from callvault.orders.tests.support import HttpsClient
 from callvault.telephony.models import Call, CallState, CallToken, Pbx, SipAccount
 from callvault.telephony.setup_actions import do_create_pbx, do_revoke_pbx
 from callvault.telephony.tests.call_support import (
+    LOCAL,
     assert_no_digits_anywhere,
     bobs_phone,
     mine,
@@ -105,7 +106,7 @@ def test_an_unknown_token_or_a_plain_number_is_unknown(
 
 
 def test_another_projects_pbx_does_not_know_the_token(pbx: tuple[Pbx, str], token: str) -> None:
-    _, theirs = do_create_pbx(make_project("gamma"), "theirs")
+    _, theirs = do_create_pbx(make_project("gamma"), "theirs", networks=LOCAL)
     assert resolve(theirs, token).status_code == 404
     assert CallToken.objects.get().used_at is None
 
@@ -141,7 +142,8 @@ def test_without_a_valid_secret_it_answers_401(
 def test_a_wrong_secret_with_a_real_prefix_and_a_revoked_one_are_refused_on_record(
     pbx: tuple[Pbx, str], token: str
 ) -> None:
-    assert resolve(pbx[1][:-3] + "xyz", token).status_code == 401
+    # From two addresses: one address's refusals are recorded once a minute.
+    assert resolve(pbx[1][:-3] + "xyz", token, REMOTE_ADDR="127.0.0.2").status_code == 401
     do_revoke_pbx(pbx[0])
     assert resolve(pbx[1], token).status_code == 401
     reasons = [e.extra["reason"] for e in AuditEvent.objects.filter(action="pbx.refused")]
@@ -166,13 +168,14 @@ def test_a_browser_session_is_no_credential(owner: Membership, pbx: tuple[Pbx, s
 
 
 def test_the_lookup_takes_a_few_queries(
-    pbx: tuple[Pbx, str], token: str, django_assert_max_num_queries
+    pbx: tuple[Pbx, str], token: str, django_assert_num_queries
 ) -> None:
     resolve(pbx[1], token[:-1] + ("0" if token[-1] != "0" else "1"))  # warm: last_used_at
-    # The PBX; the token with its call, order and account; spend it; move the call; the event;
-    # on SQLite the claim of its parked changes; and the test's savepoint around the write
-    # (BEGIN and COMMIT outside a test).
-    with django_assert_max_num_queries(8):
+    # The PBX, then the test's savepoint around the lookup (BEGIN and COMMIT outside a test)
+    # and in it, on PostgreSQL, one statement: find the token with its call, order and
+    # account, spend it, move the call, write the event (test_resolve_fast.py). SQLite takes
+    # those four steps one by one, and claims the changes its triggers parked.
+    with django_assert_num_queries(4 if connection.vendor == "postgresql" else 8):
         assert resolve(pbx[1], token).status_code == 200
 
 

@@ -50,7 +50,10 @@ class CloudPbx:
 
 
 @pytest.fixture
-def cloud_pbx() -> Iterator[CloudPbx]:
+def cloud_pbx(settings: Any) -> Iterator[CloudPbx]:
+    """A hosted PBX on 127.0.0.1, over plain HTTP: the host is on the callback's allow-list
+    (without it, an http or private address is refused: test_cloud_addresses.py)."""
+    settings.TELEPHONY_CLOUD_HOSTS = ["127.0.0.1"]
     pbx = CloudPbx()
 
     class Handler(BaseHTTPRequestHandler):
@@ -212,3 +215,100 @@ def test_the_settings_record_the_address_by_host_and_the_headers_by_name(
     text = json.dumps([e.changes for e in AuditEvent.objects.all()])
     for secret in ("abc", "zzz", "pbx-api-key", SECRET):
         assert secret not in text
+
+
+# --- where the number may be sent: checked again when it is sent --------------------------
+
+
+def test_a_host_that_resolves_to_a_private_address_is_refused_when_sent(
+    cloud_pbx: CloudPbx, settings: Any, project: Project, operator: Membership, mine: Order
+) -> None:
+    # https to a name (the settings cannot know its addresses); it resolves to the loopback.
+    cloud_project(project, cloud_pbx.url().replace("http://127.0.0.1", "https://localhost"))
+    settings.TELEPHONY_CLOUD_HOSTS = []
+    sip_account(operator, "1001")
+    assert "did not take the call" in press_call(operator, mine).content.decode()
+    assert cloud_pbx.requests == []
+    assert (Call.objects.get().state, Call.objects.get().result) == (
+        CallState.FAILED,
+        "address_refused",
+    )
+
+
+def test_a_plain_http_address_stored_before_the_check_is_refused_when_sent(
+    cloud_pbx: CloudPbx, settings: Any, project: Project, operator: Membership, mine: Order
+) -> None:
+    cloud_project(project, cloud_pbx.url())
+    settings.TELEPHONY_CLOUD_HOSTS = []
+    sip_account(operator, "1001")
+    press_call(operator, mine)
+    assert cloud_pbx.requests == [] and Call.objects.get().result == "address_refused"
+
+
+def test_the_request_goes_to_the_address_that_was_checked(
+    cloud_pbx: CloudPbx,
+    settings: Any,
+    project: Project,
+    operator: Membership,
+    mine: Order,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name is looked up once, by the check: "pbx.test" answers only the first lookup
+    (a DNS answer that changes after the check), so a connection that looked the name up
+    again would fail."""
+    import socket
+
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def lookup(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(str(host))
+        if host == "pbx.test":
+            if asked.count("pbx.test") > 1:
+                raise socket.gaierror("pbx.test answers once")
+            host = "127.0.0.1"
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    settings.TELEPHONY_CLOUD_HOSTS = ["pbx.test"]
+    cloud_project(project, f"http://pbx.test:{cloud_pbx.port}/callback")
+    sip_account(operator, "1001")
+    assert "Your phone will ring" in press_call(operator, mine).content.decode()
+    assert asked.count("pbx.test") == 1
+    assert cloud_pbx.requests[0]["headers"]["Host"] == f"pbx.test:{cloud_pbx.port}"
+
+
+def test_a_pbx_that_trickles_its_answer_is_given_up_at_the_deadline(
+    settings: Any,
+    project: Project,
+    operator: Membership,
+    mine: Order,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    monkeypatch.setattr(cloud, "TIMEOUT_SECONDS", 1.0)
+    settings.TELEPHONY_CLOUD_HOSTS = ["127.0.0.1"]
+    with socket.socket() as slow:
+        slow.bind(("127.0.0.1", 0))
+        slow.listen()
+        port = slow.getsockname()[1]
+
+        def trickle() -> None:
+            conn, _ = slow.accept()
+            with conn:
+                conn.recv(65536)
+                try:
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: yes\r\n\r\n":
+                        conn.sendall(bytes([byte]))
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+
+        threading.Thread(target=trickle, daemon=True).start()
+        cloud_project(project, f"http://127.0.0.1:{port}/callback")
+        sip_account(operator, "1001")
+        started = time.monotonic()
+        press_call(operator, mine)
+        assert time.monotonic() - started < 4  # the answer drips for 6 s
+    assert Call.objects.get().result == "timeout"

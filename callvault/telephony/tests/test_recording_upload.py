@@ -6,8 +6,13 @@ host is put on the allow-list; https itself is not exercised here: no certificat
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
@@ -15,14 +20,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from callvault.audit.models import AuditEvent
 from callvault.telephony.models import Recording
+from callvault.telephony.outbound import is_public
 from callvault.telephony.recordings import (
     FetchRefused,
-    _is_public,
     download,
     fetch_recording,
     storage_name,
 )
 from callvault.telephony.setup_actions import do_create_pbx, do_revoke_pbx
+from callvault.telephony.tests.call_support import LOCAL
 from callvault.telephony.tests.recording_support import (
     MP3_HEAD,
     OGG_HEAD,
@@ -45,7 +51,7 @@ def media(settings, tmp_path):
 @pytest.fixture
 def pbx(project):
     """The project's PBX and its secret."""
-    return do_create_pbx(project, "office")
+    return do_create_pbx(project, "office", networks=LOCAL)
 
 
 @pytest.fixture
@@ -157,7 +163,7 @@ def test_a_browser_session_is_no_credential(media, owner, call):
 
 
 def test_another_projects_pbx_gets_404_for_the_call(media, other_project, call):
-    _, secret = do_create_pbx(other_project, "theirs")
+    _, secret = do_create_pbx(other_project, "theirs", networks=LOCAL)
     response = post_file(secret, call.pk, wav_bytes(0.2))
     assert response.status_code == 404
     assert not Recording.objects.exists() and not stored_files(media)
@@ -314,7 +320,7 @@ def test_the_task_refuses_a_private_address_and_stores_nothing(
     ],
 )
 def test_which_addresses_count_as_public(address, public):
-    assert _is_public(address) is public
+    assert is_public(address) is public
 
 
 def test_private_addresses_can_be_allowed_for_tests(settings, audio_server, tmp_path):
@@ -378,7 +384,7 @@ def test_a_fetch_that_takes_too_long_is_given_up(settings, tmp_path, fetch_from_
         port = silent.getsockname()[1]
         with (
             open(tmp_path / "out", "wb") as out,
-            pytest.raises(FetchRefused, match="TimeoutError"),
+            pytest.raises(FetchRefused, match="longer than the timeout"),
         ):
             download(f"http://127.0.0.1:{port}/rec.wav", out)
 
@@ -407,3 +413,83 @@ def test_the_queued_url_is_sealed(media, settings, pbx, call):
     assert queued.kwargs["call_id"] == call.pk
     assert "recordings.example" not in str(queued.kwargs)
     assert re.match(r"^cv1:k\d+:", queued.kwargs["sealed_url"])
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Answers a byte at a time, 0.3 s apart: in the headers (/headers) or in the body."""
+
+    def do_GET(self) -> None:
+        body = b"RIFF" + bytes(4) + b"WAVE" + bytes(8)
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        slow, fast = (head, b"") if self.path == "/headers" else (body, head)
+        try:
+            self.wfile.write(fast)
+            for byte in slow:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.3)
+            if self.path == "/headers":
+                self.wfile.write(body)
+        except OSError:
+            pass  # the fetch gave up and closed the connection
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["/body", "/headers"])
+def test_a_server_that_trickles_is_given_up_at_the_deadline(settings, path):
+    """Each byte comes well within a read's own wait, so only the whole fetch's deadline,
+    applied to every receive (headers included), stops it: 1 s, not the 6 s it drips for."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.RECORDING_FETCH_TIMEOUT = 1
+    settings.RECORDING_FETCH_HOSTS = ["127.0.0.1"]
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchRefused, match="longer than the timeout"):
+            download(f"http://127.0.0.1:{server.server_address[1]}{path}", io.BytesIO())
+        assert time.monotonic() - started < 3
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- the fetch on record --------------------------------------------------------------------
+
+
+def test_a_queued_fetch_is_recorded_and_so_is_its_failure(
+    media, pbx, call, audio_server, fetch_from_localhost, phone
+):
+    digits = phone[1].lstrip("+")
+    post_json(pbx[1], call.pk, {"url": audio_server.url(f"/missing/{digits}.wav")})
+    queued = AuditEvent.objects.get(action="recording.fetch_queued")
+    failed = AuditEvent.objects.get(action="recording.fetch_failed")
+    for event in (queued, failed):
+        assert (event.actor_kind, event.object_type, event.object_id) == (
+            "pbx",
+            "call",
+            str(call.pk),
+        )
+        assert digits[-7:] not in f"{event.changes} {event.extra}"
+    assert failed.extra["reason"] == "the server answered 404"
+
+
+def test_a_fetch_refused_at_once_is_recorded(media, pbx, call):
+    response = post_json(pbx[1], call.pk, {"url": "http://recordings.example/rec.wav"})
+    assert response.status_code == 422
+    failed = AuditEvent.objects.get(action="recording.fetch_failed")
+    assert failed.object_id == str(call.pk) and "https" in failed.extra["reason"]
+    assert "recordings.example" not in str(failed.extra)
+    assert not AuditEvent.objects.filter(action="recording.fetch_queued").exists()
+
+
+def test_a_fetch_for_a_revoked_pbx_is_recorded_as_failed(media, pbx, call, audio_server):
+    do_revoke_pbx(pbx[0])
+    sealed = seal(audio_server.url("/rec.wav"), project_id=call.project_id, field="recording_url")
+    fetch_recording.call(call_id=call.pk, pbx_id=pbx[0].pk, sealed_url=sealed)
+    failed = AuditEvent.objects.get(action="recording.fetch_failed")
+    assert failed.extra["reason"] == "the PBX was revoked"

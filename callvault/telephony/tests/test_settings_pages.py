@@ -24,7 +24,7 @@ from callvault.telephony.setup_actions import (
     provider_secret,
     sip_ha1,
 )
-from callvault.telephony.tests.call_support import SIP_DOMAIN, sip_account, sip_project
+from callvault.telephony.tests.call_support import LOCAL, SIP_DOMAIN, sip_account, sip_project
 
 __all__ = ["sip_project"]
 
@@ -79,7 +79,7 @@ def test_the_owner_sees_each_page_after_a_step_up(
 def test_the_posts_are_refused_to_members_without_the_capability(
     sip_project: Project, operator: Membership, supervisor: Membership
 ) -> None:
-    pbx, _ = do_create_pbx(sip_project, "office")
+    pbx, _ = do_create_pbx(sip_project, "office", networks=LOCAL)
     account = sip_account(operator, "1001")
     client = client_of(operator)
     assert client.post(page("settings"), {"provider": "none"}).status_code == 404
@@ -165,7 +165,7 @@ def test_the_checklist_says_what_is_missing(
     text = client_of(owner).get(page("settings")).content.decode()
     assert "✗ A PBX or SIP proxy with a secret" in text
     assert "✗ Every member who calls has a SIP account" in text
-    do_create_pbx(sip_project, "office")
+    do_create_pbx(sip_project, "office", networks=LOCAL)
     for member in Membership.objects.filter(project=sip_project, can_edit_orders=True):
         sip_account(member, str(1000 + member.pk))
     text = client_of(owner).get(page("settings")).content.decode()
@@ -198,7 +198,7 @@ def test_a_pbx_with_a_bad_network_is_refused(sip_project: Project, owner: Member
 def test_another_projects_pbx_cannot_be_revoked(
     sip_project: Project, owner: Membership, other_project: Project
 ) -> None:
-    theirs, _ = do_create_pbx(other_project, "theirs")
+    theirs, _ = do_create_pbx(other_project, "theirs", networks=LOCAL)
     assert client_of(owner).post(page("pbx_revoke", theirs.pk)).status_code == 404
     assert Pbx.objects.get().revoked_at is None
 

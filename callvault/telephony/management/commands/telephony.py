@@ -31,7 +31,13 @@ class Command(BaseCommand):
         pbx = sub.add_parser("create-pbx", help="add a PBX; prints its secret once")
         pbx.add_argument("--project", required=True, help="the project's slug")
         pbx.add_argument("--name", required=True)
-        pbx.add_argument("--networks", nargs="*", default=[], metavar="CIDR")
+        pbx.add_argument(
+            "--networks",
+            nargs="+",
+            required=True,
+            metavar="CIDR",
+            help="where the PBX calls from (at least one)",
+        )
         sip = sub.add_parser("create-sip-account", help="prints the new password once")
         sip.add_argument("--project", required=True, help="the project's slug")
         sip.add_argument("--username", required=True, help="the member's login name")

@@ -1,0 +1,271 @@
+"""The token lookup's fast path (docs/benchmarks.md, "Token resolution"): how few statements
+it runs, the prepared statement on PostgreSQL, the audit event it writes in SQL, what the
+bypass triggers make of it, "last used" written once a minute, and everything it must still
+refuse."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from callvault.accounts.models import Membership
+from callvault.audit.bypass import sweep_pending_changes
+from callvault.audit.models import AuditEvent
+from callvault.orders.models import Order
+from callvault.orders.tests.support import HttpsClient
+from callvault.telephony.models import Call, CallState, CallToken, Pbx, SipAccount
+from callvault.telephony.tests.call_support import (
+    assert_no_digits_anywhere,
+    bobs_phone,
+    mine,
+    pbx,
+    press_call,
+    resolve,
+    sip_project,
+    token_of,
+)
+
+__all__ = ["bobs_phone", "mine", "pbx", "sip_project"]
+
+Phone = tuple[str, str]
+POSTGRESQL = connection.vendor == "postgresql"
+UNKNOWN_TOKEN = "ct-" + "0" * 32
+
+
+@pytest.fixture
+def token(bobs_phone: SipAccount, operator: Membership, mine: Order) -> str:
+    """A token the operator's card just issued."""
+    return token_of(press_call(operator, mine))
+
+
+def statements(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries]
+
+
+def unattributed() -> list[AuditEvent]:
+    """Writes the bypass triggers saw without the application's record (SQLite: swept)."""
+    sweep_pending_changes()
+    return list(AuditEvent.objects.filter(actor_kind="unattributed"))
+
+
+# --- How few statements ---------------------------------------------------------------------
+
+
+def test_a_lookup_reads_the_pbx_and_runs_one_statement(pbx: tuple[Pbx, str], token: str) -> None:
+    resolve(pbx[1], UNKNOWN_TOKEN)  # "last used" is written by this first request
+    with CaptureQueriesContext(connection) as seen:
+        assert resolve(pbx[1], token).status_code == 200
+    sql = statements(seen)
+    assert sql[0].startswith("SELECT id, project_id, name, prefix, secret_hash, networks")
+    if POSTGRESQL:
+        # The test's transaction makes the lookup's BEGIN and COMMIT a savepoint.
+        assert len(sql) == 4, sql
+        assert sql[1].startswith("SAVEPOINT") and sql[3].startswith("RELEASE SAVEPOINT")
+        for part in ("UPDATE telephony_calltoken", "UPDATE telephony_call ", "INSERT INTO audit"):
+            assert part in sql[2]
+    else:
+        # The read, both updates, the event and its claim of the parked changes.
+        assert len(sql) == 8, sql
+
+
+def test_a_refusal_adds_only_its_event(pbx: tuple[Pbx, str], token: str) -> None:
+    assert resolve(pbx[1], token).status_code == 200
+    with CaptureQueriesContext(connection) as seen:
+        assert resolve(pbx[1], token).status_code == 410
+    sql = statements(seen)
+    assert sum(s.startswith("INSERT INTO audit_auditevent") for s in sql) == 1
+    # PBX, savepoint, the statement that spent nothing, release, the event (and on SQLite
+    # the event's claim of parked changes).
+    assert len(sql) == (5 if POSTGRESQL else 6), sql
+
+
+def test_a_plain_number_costs_no_token_lookup(pbx: tuple[Pbx, str], token: str) -> None:
+    resolve(pbx[1], UNKNOWN_TOKEN)
+    with CaptureQueriesContext(connection) as seen:
+        assert resolve(pbx[1], "+12025550123").status_code == 404
+    # The PBX and the refusal's event (and on SQLite its claim of parked changes).
+    assert len(statements(seen)) == (2 if POSTGRESQL else 3), statements(seen)
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="prepared statements: PostgreSQL")
+def test_the_pbx_read_and_the_lookup_are_prepared_on_postgresql(
+    pbx: tuple[Pbx, str], token: str
+) -> None:
+    for _ in range(6):  # psycopg prepares a statement on its fifth run
+        assert resolve(pbx[1], UNKNOWN_TOKEN).status_code == 404
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM telephony_pbx WHERE prefix" in s for s in prepared), prepared
+    assert any("UPDATE telephony_calltoken" in s for s in prepared), prepared
+    # Prepared, the statement still reaches Django's query log with its text.
+    with CaptureQueriesContext(connection) as seen:
+        assert resolve(pbx[1], token).status_code == 200
+    assert all(isinstance(sql, str) and sql for sql in statements(seen))
+
+
+# --- The record ----------------------------------------------------------------------------
+
+
+def test_the_event_written_in_sql_is_what_record_event_writes(
+    pbx: tuple[Pbx, str], token: str
+) -> None:
+    response = resolve(pbx[1], token, HTTP_USER_AGENT="kamailio 5.8")
+    assert response.status_code == 200
+    call = Call.objects.get()
+    dial = AuditEvent.objects.get(action="call.dial")
+    assert (dial.actor_kind, dial.actor_id, dial.actor_name) == (
+        "pbx",
+        str(pbx[0].pk),
+        "PBX kamailio",
+    )
+    assert (dial.project_id, dial.object_type, dial.object_id) == (
+        call.project_id,
+        "call",
+        str(call.pk),
+    )
+    assert dial.object_repr == f"call {call.pk}"
+    assert dial.changes == {"state": ["new", "dialing"]}
+    assert dial.extra == {"sip_account": "1001"}
+    assert (dial.ip, dial.user_agent) == ("127.0.0.1", "kamailio 5.8")
+    assert dial.request_id == response["X-Request-ID"]
+    if POSTGRESQL:  # one statement: one moment, one transaction
+        assert dial.created_at == CallToken.objects.get().used_at
+        assert dial.txid is not None
+
+
+def test_a_call_that_moved_on_is_dialled_without_a_state_change(
+    pbx: tuple[Pbx, str], token: str
+) -> None:
+    Call.objects.update(state=CallState.RINGING)
+    assert resolve(pbx[1], token).status_code == 200
+    assert Call.objects.get().state == CallState.RINGING
+    assert AuditEvent.objects.get(action="call.dial").changes == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bypass_triggers_see_every_write_of_a_lookup_recorded(
+    pbx: tuple[Pbx, str], token: str, operator: Membership, mine: Order
+) -> None:
+    """At COMMIT (PostgreSQL) or in the sweep (SQLite) the token's and the call's changes
+    are found recorded; the same change made outside the application is not."""
+    assert resolve(pbx[1], token).status_code == 200
+    assert resolve(pbx[1], token).status_code == 410
+    assert unattributed() == []
+    CallToken.objects.update(used_at=None)  # what someone would do to dial it again
+    assert [e.object_id for e in unattributed()] == [str(Call.objects.get().pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_last_used_is_written_at_most_once_a_minute(pbx: tuple[Pbx, str], token: str) -> None:
+    def touches() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            resolve(pbx[1], UNKNOWN_TOKEN)
+        return sum(sql.startswith("UPDATE telephony_pbx") for sql in statements(seen))
+
+    assert touches() == 1
+    first = Pbx.objects.get().last_used_at
+    assert first is not None
+    assert [touches(), touches()] == [0, 0]
+    Pbx.objects.update(last_used_at=first - timedelta(minutes=2))
+    assert touches() == 1
+    assert Pbx.objects.get().last_used_at > first  # type: ignore[operator]
+    # Bookkeeping: nothing recorded for it, and nothing missing.
+    assert [e for e in unattributed() if e.object_type == "pbx"] == []
+
+
+# --- Still refused -------------------------------------------------------------------------
+
+
+def test_an_inactive_membership_cannot_spend_its_accounts_token(
+    pbx: tuple[Pbx, str], token: str, operator: Membership
+) -> None:
+    Membership.objects.filter(pk=operator.pk).update(is_active=False)
+    assert resolve(pbx[1], token).status_code == 403
+    assert CallToken.objects.get().used_at is None
+
+
+def test_an_order_that_lost_its_number_leaves_the_token_unspent(
+    pbx: tuple[Pbx, str], token: str, mine: Order
+) -> None:
+    Order.objects.filter(pk=mine.pk).update(phone_sealed="")
+    assert (resolve(pbx[1], token).status_code, CallToken.objects.get().used_at) == (410, None)
+    refused = AuditEvent.objects.get(action="call.token_refused")
+    assert refused.extra == {"reason": "no_number", "answer": 410}
+
+
+def test_when_the_vault_cannot_open_the_number_nothing_is_spent(
+    pbx: tuple[Pbx, str], token: str, mine: Order
+) -> None:
+    """The number is opened before the lookup commits: a ciphertext the vault cannot open
+    (here: tampered) leaves the token, the call and the record as they were."""
+    fmt, kid, body = Order.objects.get(pk=mine.pk).phone_sealed.split(":", 2)
+    tampered = f"{fmt}:{kid}:{body[:10]}{'B' if body[10] == 'A' else 'A'}{body[11:]}"
+    Order.objects.filter(pk=mine.pk).update(phone_sealed=tampered)
+    client = HttpsClient(raise_request_exception=False)
+    answer = client.post(
+        "/pbx/v1/resolve",
+        {"token": token, "operator": "1001"},
+        HTTP_AUTHORIZATION=f"Bearer {pbx[1]}",
+    )
+    assert answer.status_code == 500
+    assert CallToken.objects.get().used_at is None
+    assert Call.objects.get().state == CallState.NEW
+    assert not AuditEvent.objects.filter(action="call.dial").exists()
+
+
+def test_no_statement_or_log_line_of_a_lookup_carries_the_number(
+    pbx: tuple[Pbx, str], token: str, phone: Phone, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with CaptureQueriesContext(connection) as seen:
+        answer = resolve(pbx[1], token)
+        again = resolve(pbx[1], token)
+    assert answer.content.decode() == phone[1]
+    assert_no_digits_anywhere(phone[1], *statements(seen), caplog.text, again.content.decode())
+
+
+# --- Many lookups of one token at once (PostgreSQL's row locks) -----------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not POSTGRESQL, reason="real concurrency: PostgreSQL")
+def test_of_six_lookups_at_once_exactly_one_gets_the_number(
+    pbx: tuple[Pbx, str], token: str, phone: Phone
+) -> None:
+    lookups = 6
+    barrier = threading.Barrier(lookups)
+    answers: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    def lookup() -> None:
+        try:
+            barrier.wait(10)
+            response = resolve(pbx[1], token)
+            with lock:
+                answers.append((response.status_code, response.content))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=lookup) for _ in range(lookups)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert time.monotonic() - start < 30
+    assert sorted(code for code, _ in answers) == [200] + [410] * (lookups - 1)
+    assert [body for code, body in answers if code == 200] == [phone[1].encode()]
+    assert AuditEvent.objects.filter(action="call.dial").count() == 1
+    refusals = AuditEvent.objects.filter(action="call.token_refused")
+    assert [e.extra["reason"] for e in refusals] == ["used"] * (lookups - 1)
+    assert Call.objects.get().state == CallState.DIALING
+    assert CallToken.objects.get().used_at <= timezone.now()  # type: ignore[operator]
