@@ -84,9 +84,10 @@ def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple
     )
 
     # What Django's own cursor() does first: a connection that died since the last request
-    # is replaced rather than failing this one.
+    # is replaced rather than failing this one, and no thread uses another's connection.
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    connection.validate_thread_sharing()
     raw = connection.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = 5
