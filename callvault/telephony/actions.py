@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -314,10 +314,11 @@ def call_id_for_token(pbx: Pbx, token: str) -> int | None:
 
 # --- Token lookup ---------------------------------------------------------------------------
 #
-# A SIP proxy worker waits on this (docs/benchmarks.md, "Token resolution"). On PostgreSQL a
-# lookup is one prepared statement: find the token, spend it, move the call, record the
-# event; a refused one adds the refusal's event. SQLite takes the same steps one by one (it
-# has no data-modifying WITH), in the same transaction.
+# A SIP proxy worker waits on this, and on a loaded machine each round trip to the database
+# costs it about as much as the work it carries (docs/benchmarks.md, "Token resolution"). So
+# a lookup is one read (the token and everything that decides it); then either the refusal's
+# event, or on PostgreSQL one statement that spends the token, moves the call and records
+# the event (SQLite, which has no data-modifying WITH, takes those steps one by one).
 
 
 class TokenRefused(Exception):
@@ -334,7 +335,7 @@ UNKNOWN, FORBIDDEN, GONE = (404, "unknown"), (403, "forbidden"), (410, "gone")
 
 @dataclass(frozen=True)
 class _Found:
-    """What one lookup read of a token: enough to spend it, or to say why not."""
+    """What the lookup read of a token: enough to spend it, or to say why not."""
 
     token_id: int
     call_id: int
@@ -345,7 +346,6 @@ class _Found:
     expired: bool
     phone_sealed: str  # the order's, "" when the call has no order or the order no number
     order_project_id: int | None
-    spent: bool = False  # by this lookup
 
 
 # Plain SQL rather than the ORM: building the joined query cost several times what the
@@ -364,31 +364,30 @@ _FOUND_CTE = """
         LEFT JOIN orders_order o ON o.id = c.order_id
         WHERE t.token_hash = %(hash)s
     )"""
-
-# SQLite: the read; the writes follow in the caller's transaction (_spend_sqlite).
 _READ_SQL = f"WITH {_FOUND_CTE} SELECT * FROM found"  # noqa: S608 (constants)
 
-# PostgreSQL: the whole lookup in one statement, so one round trip. `spent` re-checks
-# used_at and expires_at on the row it updates: of two lookups at once, the second waits
-# for the first's row lock, then finds used_at set and spends nothing. The event is
-# written in the same transaction as the writes it explains, which is what the bypass
-# triggers on telephony_calltoken and telephony_call look for at COMMIT (audit/bypass.py).
-# Each UPDATE names its row as `id = (scalar subquery)`: the statement is prepared and runs
-# on a generic plan, and with `UPDATE ... FROM <cte>` that plan was a hash join over a
-# sequential scan of telephony_call, slower with every call ever made.
-_SPEND_SQL = f"""
-    WITH {_FOUND_CTE},
-    spent AS (
-        UPDATE telephony_calltoken SET used_at = %(now)s
-        WHERE id = (
-            SELECT id FROM found
-            WHERE project_id = %(project)s AND username = %(operator)s AND active
-              AND phone_sealed <> ''
-        ) AND used_at IS NULL AND expires_at > %(now)s
-        RETURNING call_id
+# PostgreSQL: spending is one statement, so one round trip and one commit. It names the rows
+# the read found by their keys, so its plan never depends on the tables' statistics (naming
+# the token by its hash and the project, a generic plan on freshly loaded tables walked every
+# call of the project), and checks again on the row it updates what may have changed since:
+# of two lookups at once, the second waits for the first's row lock, then finds used_at set
+# and spends nothing; an account or member deactivated since spends nothing either. The
+# event is written in the same transaction as the writes it explains, which is what the
+# bypass triggers on telephony_calltoken and telephony_call look for at COMMIT
+# (audit/bypass.py).
+_SPEND_SQL = """
+    WITH spent AS (
+        UPDATE telephony_calltoken t SET used_at = %(now)s
+        WHERE t.id = %(token)s AND t.used_at IS NULL AND t.expires_at > %(now)s
+          AND EXISTS (
+            SELECT 1 FROM telephony_sipaccount s
+            JOIN accounts_membership m ON m.id = s.membership_id
+            WHERE s.id = t.sip_account_id AND s.is_active AND m.is_active
+          )
+        RETURNING t.call_id
     ), moved AS (
         UPDATE telephony_call SET state = %(dialing)s
-        WHERE id = (SELECT call_id FROM spent) AND state = %(new)s
+        WHERE id = %(call)s AND state = %(new)s AND EXISTS (SELECT 1 FROM spent)
         RETURNING id
     ), recorded AS (
         INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id,
@@ -397,50 +396,52 @@ _SPEND_SQL = f"""
         SELECT %(now)s, %(project)s, %(kind)s, %(actor_id)s, %(actor_name)s, 'call.dial',
             'call', spent.call_id::text, 'call ' || spent.call_id,
             CASE WHEN EXISTS (SELECT 1 FROM moved) THEN %(moved_changes)s::jsonb
-                ELSE '{{}}'::jsonb END,
+                ELSE '{}'::jsonb END,
             %(extra)s::jsonb, %(ip)s::inet, %(ua)s, %(request_id)s
         FROM spent
     )
-    SELECT found.*, EXISTS (SELECT 1 FROM spent) FROM found
-"""  # noqa: S608 (built from this module's constants, no input)
+    SELECT EXISTS (SELECT 1 FROM spent)
+"""
 
 
 def _dial_changes(moved: bool) -> dict[str, Any]:
     return {"state": [str(CallState.NEW), str(CallState.DIALING)]} if moved else {}
 
 
-def _spend_postgresql(params: dict[str, Any], now: datetime) -> _Found | None:
+def _spend_postgresql(found: _Found, params: dict[str, Any], now: datetime) -> bool:
     ctx = current()
-    params |= {
-        "dialing": str(CallState.DIALING),
-        "new": str(CallState.NEW),
-        "moved_changes": json.dumps(_dial_changes(True)),
-        "kind": str(ctx.actor.kind),
-        "actor_id": ctx.actor.id[:64],
-        "actor_name": ctx.actor.name[:200],
-        "extra": json.dumps({"sip_account": params["operator"]}),
-        "ip": ctx.ip,
-        "ua": ctx.user_agent[:400],
-        "request_id": ctx.request_id,
-    }
-    row = fetch_prepared(_SPEND_SQL, params)
-    # The row's columns are _Found's fields but `spent`, which comes last (mypy cannot tell
-    # an unpacked tuple's length).
-    return _Found(*row[:-1], spent=bool(row[-1])) if row else None  # type: ignore[misc]
+    row = fetch_prepared(
+        _SPEND_SQL,
+        params
+        | {
+            "token": found.token_id,
+            "call": found.call_id,
+            "dialing": str(CallState.DIALING),
+            "new": str(CallState.NEW),
+            "moved_changes": json.dumps(_dial_changes(True)),
+            "kind": str(ctx.actor.kind),
+            "actor_id": ctx.actor.id[:64],
+            "actor_name": ctx.actor.name[:200],
+            "extra": json.dumps({"sip_account": params["operator"]}),
+            "ip": ctx.ip,
+            "ua": ctx.user_agent[:400],
+            "request_id": ctx.request_id,
+        },
+    )
+    return bool(row and row[0])
 
 
-def _spend_sqlite(params: dict[str, Any], now: datetime) -> _Found | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_READ_SQL, params)
-        row = cursor.fetchone()
-    found = _Found(*row) if row else None
-    if found is None or _why_refused(found, params["project"], params["operator"]):
-        return found
+@transaction.atomic
+def _spend_sqlite(found: _Found, params: dict[str, Any], now: datetime) -> bool:
     spent = CallToken.objects.filter(
-        pk=found.token_id, used_at__isnull=True, expires_at__gt=now
+        pk=found.token_id,
+        used_at__isnull=True,
+        expires_at__gt=now,
+        sip_account__is_active=True,
+        sip_account__membership__is_active=True,
     ).update(used_at=now)
     if not spent:
-        return found
+        return False
     moved = Call.objects.filter(pk=found.call_id, state=CallState.NEW).update(
         state=CallState.DIALING
     )
@@ -453,7 +454,7 @@ def _spend_sqlite(params: dict[str, Any], now: datetime) -> _Found | None:
         changes=_dial_changes(bool(moved)),
         extra={"sip_account": params["operator"]},
     )
-    return replace(found, spent=True)
+    return True
 
 
 def _why_refused(
@@ -483,6 +484,7 @@ def do_resolve_token(pbx: Pbx, token: str, operator: str) -> tuple[int, str]:
     recorded as `call.token_refused`.
     """
     found = None
+    refused = UNKNOWN, "unknown"
     if TOKEN_PATTERN.match(token):
         now = timezone.now()
         params = {
@@ -491,27 +493,29 @@ def do_resolve_token(pbx: Pbx, token: str, operator: str) -> tuple[int, str]:
             "project": pbx.project_id,
             "operator": operator,
         }
-        spend = _spend_postgresql if connection.vendor == "postgresql" else _spend_sqlite
-        with transaction.atomic():
-            found = spend(params, now)
-            if found is not None and found.spent:
-                assert found.order_project_id is not None  # spent only with its number
-                # Opened before the commit: should the vault fail to open it, the token, the
-                # call and the record stay as they were. (Measured: the BEGIN and COMMIT
-                # this costs beside the statement's own commit are lost in the noise.)
-                number = open_phone(
-                    found.phone_sealed, project_id=found.order_project_id, field=PHONE_FIELD
-                )
+        row = fetch_prepared(_READ_SQL, params)
+        found = _Found(*row) if row else None
+        why = _why_refused(found, pbx.project_id, operator)
+        if found is not None and why is None:
+            assert found.order_project_id is not None  # spendable only with its number
+            # Opened before anything is spent: should the vault fail to open it, the token,
+            # the call and the record stay as they were.
+            number = open_phone(
+                found.phone_sealed, project_id=found.order_project_id, field=PHONE_FIELD
+            )
+            spend = _spend_postgresql if connection.vendor == "postgresql" else _spend_sqlite
+            if spend(found, params, now):
                 return found.call_id, number
-    # Every condition held when it was read, yet another lookup spent it first: "used".
-    answer, why = _why_refused(found, pbx.project_id, operator) or (GONE, "used")
+            why = GONE, "used"  # another lookup spent it since it was read
+        refused = why or refused
+    answer, reason = refused
     known = found is not None and answer != UNKNOWN
     record_event(
         "call.token_refused",
         project_id=pbx.project_id,
         object_type="call" if known else "pbx",
         object_id=found.call_id if known and found else pbx.pk,
-        extra={"reason": why, "answer": answer[0]},
+        extra={"reason": reason, "answer": answer[0]},
     )
     raise TokenRefused(*answer)
 

@@ -242,14 +242,15 @@ def test_a_sip_user_is_a_short_extension(
     assert not SipAccount.objects.exists()
 
 
-def test_the_nav_links_the_telephony_pages_for_managers_only(
+def test_the_settings_area_links_the_telephony_pages_for_managers_only(
     project: Project, owner: Membership, operator: Membership
 ) -> None:
+    # Reached from the settings area like the other project settings, not the top bar.
     link = f'href="{page("settings")}"'
-    assert link in client_of(owner).get(reverse("orders:mine", args=["alpha"])).content.decode()
-    assert (
-        link not in client_of(operator).get(reverse("orders:mine", args=["alpha"])).content.decode()
-    )
+    assert link in client_of(owner).get(reverse("setup:statuses", args=["alpha"])).content.decode()
+    for where in ("orders:mine", "setup:statuses"):
+        response = client_of(operator).get(reverse(where, args=["alpha"]))
+        assert link not in response.content.decode()
 
 
 def test_the_settings_update_checks_every_value_again(project: Project) -> None:
