@@ -214,18 +214,16 @@ def test_a_deactivation_between_the_read_and_the_spend_spends_nothing(
 ) -> None:
     """The spend checks again what the read found: an account or member deactivated while
     the number was being opened (another request, committed in between) gets nothing."""
-    from callvault.telephony import actions
-
-    opened = actions.open_phone
+    from callvault.vault.phones import open_phone
 
     def open_then_revoke(*args: Any, **kwargs: Any) -> str:
         if revoked == "account":
             SipAccount.objects.filter(pk=bobs_phone.pk).update(is_active=False)
         else:
             Membership.objects.filter(pk=operator.pk).update(is_active=False)
-        return opened(*args, **kwargs)
+        return open_phone(*args, **kwargs)
 
-    monkeypatch.setattr(actions, "open_phone", open_then_revoke)
+    monkeypatch.setattr("callvault.telephony.actions.open_phone", open_then_revoke)
     assert resolve(pbx[1], token).status_code == 410
     assert CallToken.objects.get().used_at is None
     assert Call.objects.get().state == CallState.NEW
