@@ -96,6 +96,23 @@ def assert_refused_quietly(world: SipWorld, dialled: Dialled) -> None:
     assert_hidden(world, dialled)
 
 
+def bob_is_refused(world: SipWorld, lab: SipLab, dialled_text: str) -> Dialled:
+    """Bob's softphone dials `dialled_text` and gets the proxy's 403; no carrier is called."""
+    return lab.dial(
+        dialled_text,
+        operator="operator_rejected",
+        carrier=None,
+        account=world.bob_sip,
+        password=world.bob_password,
+        expect=403,
+    )
+
+
+def refusal_reason() -> str:
+    """Why callvault refused the (only) token lookup, as its audit event says."""
+    return str(AuditEvent.objects.filter(action="call.token_refused").get().extra["reason"])
+
+
 def test_an_answered_call_reaches_the_carrier_and_never_shows_the_number(
     sip_world: SipWorld, sip_lab: SipLab
 ) -> None:
@@ -307,18 +324,10 @@ def test_a_used_token_is_refused(sip_world: SipWorld, sip_lab: SipLab) -> None:
     assert first.final_status() == "SIP/2.0 200 OK"
     assert settled().state == CallState.ENDED
 
-    again = sip_lab.dial(
-        token,
-        operator="operator_rejected",
-        carrier=None,
-        account=sip_world.bob_sip,
-        password=sip_world.bob_password,
-        expect=403,
-    )
+    again = bob_is_refused(sip_world, sip_lab, token)
 
     assert_refused_quietly(sip_world, again)
-    refused = AuditEvent.objects.filter(action="call.token_refused").get()
-    assert refused.extra["reason"] == "used"
+    assert refusal_reason() == "used"
     # The refused second attempt told callvault nothing about the call the token made.
     assert_no_event_posted(sip_world, sip_lab, before=3)
 
@@ -328,18 +337,10 @@ def test_an_expired_token_is_refused(sip_world: SipWorld, sip_lab: SipLab) -> No
     # The operator dialled too late: the token's minute has passed.
     CallToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    dialled = sip_lab.dial(
-        token,
-        operator="operator_rejected",
-        carrier=None,
-        account=sip_world.bob_sip,
-        password=sip_world.bob_password,
-        expect=403,
-    )
+    dialled = bob_is_refused(sip_world, sip_lab, token)
 
     assert_refused_quietly(sip_world, dialled)
-    refused = AuditEvent.objects.filter(action="call.token_refused").get()
-    assert refused.extra["reason"] == "expired"
+    assert refusal_reason() == "expired"
     assert_no_event_posted(sip_world, sip_lab)
     assert Call.objects.get().state == CallState.NEW
 
@@ -349,18 +350,10 @@ def test_another_operators_token_is_refused_and_stays_theirs(
 ) -> None:
     olgas_token = sip_world.issue_token(sip_world.olga)
 
-    dialled = sip_lab.dial(
-        olgas_token,
-        operator="operator_rejected",
-        carrier=None,
-        account=sip_world.bob_sip,
-        password=sip_world.bob_password,
-        expect=403,
-    )
+    dialled = bob_is_refused(sip_world, sip_lab, olgas_token)
 
     assert_refused_quietly(sip_world, dialled)
-    refused = AuditEvent.objects.filter(action="call.token_refused").get()
-    assert refused.extra["reason"] == "other_operator"
+    assert refusal_reason() == "other_operator"
     assert CallToken.objects.get().used_at is None
     assert_no_event_posted(sip_world, sip_lab)
 
@@ -381,14 +374,7 @@ def test_anything_but_a_valid_token_is_refused(
         "short token": "ct-0f0f",
     }[what]
 
-    dialled = sip_lab.dial(
-        dialled_text,
-        operator="operator_rejected",
-        carrier=None,
-        account=sip_world.bob_sip,
-        password=sip_world.bob_password,
-        expect=403,
-    )
+    dialled = bob_is_refused(sip_world, sip_lab, dialled_text)
 
     assert_refused_quietly(sip_world, dialled)
     # Only a well-formed token is worth asking callvault about.
