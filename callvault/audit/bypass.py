@@ -264,6 +264,8 @@ DECLARE
     project bigint;
     projects bigint[];
     more bigint[];
+    source_table text;
+    source_column text;
     p bigint;
     verb text;
 BEGIN
@@ -274,13 +276,23 @@ BEGIN
     IF TG_ARGV[2] <> '' THEN
         project := (cur ->> TG_ARGV[2])::bigint;
     END IF;
-    projects := ARRAY[project];
-    IF TG_ARGV[5] <> '' THEN
+    -- The other projects first: where a row names none of its own (a call token, a user),
+    -- that is where the application files its event. The sources in use are spelled out:
+    -- plpgsql keeps the plans of static statements, and an EXECUTE is planned on every
+    -- call (it was most of the token lookup's trigger time: docs/benchmarks.md).
+    source_table := split_part(TG_ARGV[5], '.', 1);
+    source_column := split_part(TG_ARGV[5], '.', 2);
+    IF source_table = 'telephony_call' AND source_column = 'id' THEN
+        SELECT array_agg(project_id) INTO more FROM telephony_call WHERE id = obj_id::bigint;
+    ELSIF source_table = 'accounts_membership' AND source_column = 'user_id' THEN
+        SELECT array_agg(project_id) INTO more FROM accounts_membership
+        WHERE user_id = obj_id::bigint;
+    ELSIF source_table <> '' THEN
         EXECUTE format('SELECT array_agg(project_id) FROM %I WHERE %I = $1',
-                       split_part(TG_ARGV[5], '.', 1), split_part(TG_ARGV[5], '.', 2))
+                       source_table, source_column)
             INTO more USING obj_id::bigint;
-        projects := projects || COALESCE(more, '{}');
     END IF;
+    projects := COALESCE(more, '{}') || project;
 
     -- Did the application record this object in this transaction? Newest first: its own
     -- event is the object's latest, so the backward walk of audit_object_idx stops there.

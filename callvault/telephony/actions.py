@@ -316,9 +316,10 @@ def call_id_for_token(pbx: Pbx, token: str) -> int | None:
 #
 # A SIP proxy worker waits on this, and on a loaded machine each round trip to the database
 # costs it about as much as the work it carries (docs/benchmarks.md, "Token resolution"). So
-# a lookup is one read (the token and everything that decides it); then either the refusal's
-# event, or on PostgreSQL one statement that spends the token, moves the call and records
-# the event (SQLite, which has no data-modifying WITH, takes those steps one by one).
+# a lookup is one read (the token and everything that decides it), carried in the statement
+# that reads the PBX (`token_read`, pbx_auth.RideAlong); then either the refusal's event, or
+# on PostgreSQL one statement that spends the token, moves the call and records the event
+# (SQLite, which has no data-modifying WITH, takes those steps one by one).
 
 
 class TokenRefused(Exception):
@@ -351,20 +352,40 @@ class _Found:
 # Plain SQL rather than the ORM: building the joined query cost several times what the
 # database spends running it. The database answers "used?" and "expired?" itself, so no
 # datetime needs converting on the way back (SQLite returns them naive).
-_FOUND_CTE = """
-    found AS (
-        SELECT t.id, t.call_id, c.project_id, s.username,
-               s.is_active AND m.is_active AS active, t.used_at IS NOT NULL AS used,
-               t.expires_at <= %(now)s AS expired,
-               COALESCE(o.phone_sealed, '') AS phone_sealed, o.project_id AS order_project_id
-        FROM telephony_calltoken t
-        JOIN telephony_call c ON c.id = t.call_id
-        JOIN telephony_sipaccount s ON s.id = t.sip_account_id
-        JOIN accounts_membership m ON m.id = s.membership_id
-        LEFT JOIN orders_order o ON o.id = c.order_id
-        WHERE t.token_hash = %(hash)s
-    )"""
-_READ_SQL = f"WITH {_FOUND_CTE} SELECT * FROM found"  # noqa: S608 (constants)
+# One row by the token's unique hash: a read that tells nothing by its timing, so it may run
+# before the PBX is authenticated, in the PBX's own statement.
+_READ_SQL = """
+    SELECT t.id, t.call_id, c.project_id, s.username,
+           s.is_active AND m.is_active AS active, t.used_at IS NOT NULL AS used,
+           t.expires_at <= %(now)s AS expired,
+           COALESCE(o.phone_sealed, '') AS phone_sealed, o.project_id AS order_project_id
+    FROM telephony_calltoken t
+    JOIN telephony_call c ON c.id = t.call_id
+    JOIN telephony_sipaccount s ON s.id = t.sip_account_id
+    JOIN accounts_membership m ON m.id = s.membership_id
+    LEFT JOIN orders_order o ON o.id = c.order_id
+    WHERE t.token_hash = %(hash)s
+"""
+
+
+@dataclass(frozen=True)
+class TokenRead:
+    """The read that decides a token's lookup (a pbx_auth.RideAlong), and its moment."""
+
+    sql: str
+    params: dict[str, Any]
+    now: datetime
+
+
+def token_read(token: str) -> TokenRead | None:
+    """The read of a lookup of `token`, for the PBX's authentication to carry; None when the
+    text is no token (a plain number dialled), which costs no read at all."""
+    if not TOKEN_PATTERN.match(token):
+        return None
+    now = timezone.now()
+    params = {"hash": hash_token(token), "now": connection.ops.adapt_datetimefield_value(now)}
+    return TokenRead(_READ_SQL, params, now)
+
 
 # PostgreSQL: spending is one statement, so one round trip and one commit. It names the rows
 # the read found by their keys, so its plan never depends on the tables' statistics (naming
@@ -474,26 +495,30 @@ def _why_refused(
     return None
 
 
-def do_resolve_token(pbx: Pbx, token: str, operator: str) -> tuple[int, str]:
+def do_resolve_token(
+    pbx: Pbx,
+    token: str,
+    operator: str,
+    read: tuple[TokenRead, tuple[Any, ...] | None] | None = None,
+) -> tuple[int, str]:
     """The number a call token stands for, once: (the call's id, its E.164 number).
 
     The token must be this project's, dialled by the SIP account it was issued to, unused
     and unexpired; it is spent by one conditional UPDATE, so of two lookups at once exactly
     one gets the number. Spending it records `call.dial` (as the PBX) and moves the call to
     dialing. Raises TokenRefused (404 unknown, 403 another operator's, 410 used or expired),
-    recorded as `call.token_refused`.
+    recorded as `call.token_refused`. `read` is `token_read(token)` already run, with the
+    row it found (the resolve endpoint has it carried in the PBX's statement); without it
+    the token is read here.
     """
     found = None
     refused = UNKNOWN, "unknown"
-    if TOKEN_PATTERN.match(token):
-        now = timezone.now()
-        params = {
-            "hash": hash_token(token),
-            "now": connection.ops.adapt_datetimefield_value(now),
-            "project": pbx.project_id,
-            "operator": operator,
-        }
-        row = fetch_prepared(_READ_SQL, params)
+    if read is None and (ride := token_read(token)) is not None:
+        read = ride, fetch_prepared(ride.sql, ride.params)
+    if read is not None:
+        ride, row = read
+        now = ride.now
+        params = ride.params | {"project": pbx.project_id, "operator": operator}
         found = _Found(*row) if row else None
         why = _why_refused(found, pbx.project_id, operator)
         if found is not None and why is None:

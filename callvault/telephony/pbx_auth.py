@@ -10,7 +10,9 @@ address and minute (`_refused`): anyone can send bad requests, and each must not
 of the audit trail.
 
 This runs before every request of a SIP proxy that waits on the answer (the token lookup,
-docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement.
+docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement, and an
+endpoint may have its own first read carried in that statement (`RideAlong`): the lookup
+reads the PBX and the token in one round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import lru_cache, wraps
-from typing import Any
+from typing import Any, Protocol, overload
 
 from django.core.cache import cache
 from django.db import connection
@@ -52,8 +54,33 @@ PbxView = Callable[..., HttpResponse]
 _FIELDS = ("id", "project_id", "name", "prefix", "secret_hash", "networks")
 _PBX_SQL = (
     f"SELECT {', '.join(_FIELDS)}, revoked_at IS NOT NULL, "  # noqa: S608 (constants)
-    "last_used_at IS NULL OR last_used_at < %s FROM telephony_pbx WHERE prefix = %s"
+    "last_used_at IS NULL OR last_used_at < %(stale_before)s "
+    "FROM telephony_pbx WHERE prefix = %(prefix)s"
 )
+_PBX_COLUMNS = len(_FIELDS) + 2
+
+
+class RideAlong(Protocol):
+    """An endpoint's first read, carried in the PBX's statement: `sql` a SELECT of at most
+    one row whose first column is never NULL, with named parameters other than the PBX
+    read's (`prefix`, `stale_before`). It runs whoever asks; what it found reaches the view
+    only once the PBX is authenticated, so a read that reveals nothing by its timing (one
+    row by a unique key) is what belongs here."""
+
+    @property
+    def sql(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+
+@lru_cache(maxsize=16)
+def _with_ride(sql: str) -> str:
+    # Joined on nothing: the PBX's row (or none) and the ride's (or NULLs) side by side, so
+    # neither read's plan depends on the other's.
+    return f"SELECT pbx.*, ride.* FROM ({_PBX_SQL}) pbx LEFT JOIN ({sql}) ride ON 1 = 1"  # noqa: S608
+
+
 # "Last used" needs no more precision than a minute: at most one write a minute per PBX,
 # and the condition keeps several workers that saw it stale at once from writing it again.
 # (last_used_at is bookkeeping for the bypass triggers: audit/bypass.py.)
@@ -138,17 +165,35 @@ def _refused(pbx: Pbx | None, prefix: str, reason: str, ip: str, now: float | No
     )
 
 
-def _find(prefix: str, stale_before: Any) -> tuple[Pbx, bool, bool] | None:
+def _find(
+    prefix: str, stale_before: Any, ride: RideAlong | None
+) -> tuple[Pbx, bool, bool, tuple[Any, ...] | None] | None:
     """The PBX with this prefix (fields other than _FIELDS load when first read), whether it
-    is revoked and whether its last use is older than `stale_before`; None if unknown."""
-    row = fetch_prepared(_PBX_SQL, [stale_before, prefix])
+    is revoked, whether its last use is older than `stale_before`, and the ride's row (None
+    when it found none or there is no ride); None if the PBX is unknown."""
+    params = {"prefix": prefix, "stale_before": stale_before}
+    if ride is None:
+        row = fetch_prepared(_PBX_SQL, params)
+    else:
+        row = fetch_prepared(_with_ride(ride.sql), {**ride.params, **params})
     if row is None:
         return None
-    return Pbx.from_db(connection.alias, _FIELDS, row[:6]), bool(row[6]), bool(row[7])
+    pbx = Pbx.from_db(connection.alias, _FIELDS, row[: len(_FIELDS)])
+    ridden = row[_PBX_COLUMNS:] if ride is not None and row[_PBX_COLUMNS] is not None else None
+    return pbx, bool(row[len(_FIELDS)]), bool(row[len(_FIELDS) + 1]), ridden
 
 
 def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
     """The PBX behind the request, or the 401/403 answer (recorded)."""
+    found = authenticate_pbx_with(request, None)
+    return found if isinstance(found, HttpResponse) else found[0]
+
+
+def authenticate_pbx_with(
+    request: HttpRequest, ride: RideAlong | None
+) -> tuple[Pbx, tuple[Any, ...] | None] | HttpResponse:
+    """The PBX behind the request and what `ride` read in the same statement (None: no row,
+    or no ride), or the 401/403 answer (recorded)."""
     raw = _bearer(request)
     parts = raw.split("_", 2)
     prefix = parts[1] if len(parts) == 3 and parts[0] == PBX_SECRET_PREFIX else ""
@@ -157,8 +202,8 @@ def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
     stale_before = ops.adapt_datetimefield_value(
         now - timedelta(seconds=LAST_USED_GRANULARITY_SECONDS)
     )
-    found = _find(prefix, stale_before) if prefix else None
-    pbx, revoked, stale = found if found is not None else (None, False, False)
+    found = _find(prefix, stale_before, ride) if prefix else None
+    pbx, revoked, stale, ridden = found if found is not None else (None, False, False, None)
     ip = client_ip(request)
     valid = (
         pbx is not None
@@ -181,23 +226,45 @@ def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
     if stale:
         with connection.cursor() as cursor:
             cursor.execute(_TOUCH_SQL, [ops.adapt_datetimefield_value(now), pbx.pk, stale_before])
-    return pbx
+    return pbx, ridden
 
 
-def pbx_endpoint(view: PbxView) -> PbxView:
+@overload
+def pbx_endpoint(view: PbxView) -> PbxView: ...
+
+
+@overload
+def pbx_endpoint(
+    *, ride: Callable[[HttpRequest], RideAlong | None]
+) -> Callable[[PbxView], PbxView]: ...
+
+
+def pbx_endpoint(
+    view: PbxView | None = None,
+    *,
+    ride: Callable[[HttpRequest], RideAlong | None] | None = None,
+) -> PbxView | Callable[[PbxView], PbxView]:
     """Decorator: POST only, CSRF-exempt, authenticated as a PBX, run as that PBX; the view
-    gets the PBX after the request."""
+    gets the PBX after the request. With `ride`, the endpoint's first read (built from the
+    request; None for none) travels with the PBX's, and the view gets what it found (a row,
+    or None) and the ride after the PBX: `@pbx_endpoint(ride=...)`."""
 
-    @csrf_exempt
-    @require_POST
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        found = authenticate_pbx(request)
-        if isinstance(found, HttpResponse):
-            return found
-        with acting_as(Actor.pbx(found.pk, found.name)):
-            response = view(request, found, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
-        return response
+    def decorate(view: PbxView) -> PbxView:
+        @csrf_exempt
+        @require_POST
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            read = ride(request) if ride is not None else None
+            found = authenticate_pbx_with(request, read)
+            if isinstance(found, HttpResponse):
+                return found
+            pbx, row = found
+            extra = (row, read) if ride is not None else ()
+            with acting_as(Actor.pbx(pbx.pk, pbx.name)):
+                response = view(request, pbx, *extra, *args, **kwargs)
+            response["Cache-Control"] = "no-store"
+            return response
 
-    return wrapper
+        return wrapper
+
+    return decorate(view) if view is not None else decorate

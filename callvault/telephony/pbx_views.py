@@ -20,11 +20,13 @@ from callvault.telephony.actions import (
     EVENT_STATES,
     INBOUND_WINDOW_SECONDS,
     InboundLimited,
+    TokenRead,
     TokenRefused,
     call_id_for_token,
     do_inbound_call,
     do_record_call_event,
     do_resolve_token,
+    token_read,
 )
 from callvault.telephony.models import Pbx
 from callvault.telephony.pbx_auth import pbx_endpoint
@@ -75,13 +77,22 @@ def _unprocessable(field: str, problem: str) -> JsonResponse:
     return JsonResponse({"ok": False, "field": field, "error": problem}, status=422)
 
 
-@pbx_endpoint
-def resolve(request: HttpRequest, pbx: Pbx) -> HttpResponse:
-    """The number a call token stands for, once (200 `+E.164`; 404, 403, 410 otherwise)."""
+def _token_read(request: HttpRequest) -> TokenRead | None:
+    return token_read(_field(request, _form(request), "token").strip())
+
+
+@pbx_endpoint(ride=_token_read)
+def resolve(
+    request: HttpRequest, pbx: Pbx, row: tuple[Any, ...] | None, read: TokenRead | None
+) -> HttpResponse:
+    """The number a call token stands for, once (200 `+E.164`; 404, 403, 410 otherwise).
+    The token is read in the same statement as the PBX: a proxy worker waits on this."""
     form = _form(request)
     token, operator = _field(request, form, "token"), _field(request, form, "operator")
     try:
-        call_id, number = do_resolve_token(pbx, token.strip(), operator.strip())
+        call_id, number = do_resolve_token(
+            pbx, token.strip(), operator.strip(), (read, row) if read is not None else None
+        )
     except TokenRefused as refused:
         return _text(refused.word, refused.status)
     response = _text(number)
