@@ -80,6 +80,23 @@ def test_a_lookup_reads_the_pbx_with_the_token_then_spends_it_in_one_statement(
         assert len(sql) == 7, sql
 
 
+def test_a_token_read_beside_a_refused_pbx_is_neither_spent_nor_told(
+    pbx: tuple[Pbx, str], token: str
+) -> None:
+    """The token is read in the PBX's statement, before the PBX is authenticated: what it
+    found goes nowhere unless the PBX passes (secret, revocation, networks)."""
+    wrong_secret = pbx[1][:-4] + ("aaaa" if not pbx[1].endswith("aaaa") else "bbbb")
+    outsider = resolve(pbx[1], token, REMOTE_ADDR="198.51.100.7")
+    answers = [resolve(wrong_secret, token), outsider]
+    assert [a.status_code for a in answers] == [401, 403]
+    assert all(a.content in (b"unauthorized", b"forbidden") for a in answers)
+    assert CallToken.objects.get().used_at is None
+    assert Call.objects.get().state == CallState.NEW
+    assert not AuditEvent.objects.filter(action__startswith="call.").exclude(action="call.start")
+    # The right PBX from its network still gets the number, once.
+    assert resolve(pbx[1], token).status_code == 200
+
+
 def test_a_refusal_adds_only_its_event(pbx: tuple[Pbx, str], token: str) -> None:
     assert resolve(pbx[1], token).status_code == 200
     with CaptureQueriesContext(connection) as seen:
