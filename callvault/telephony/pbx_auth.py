@@ -189,14 +189,19 @@ def authenticate_pbx(request: HttpRequest) -> Pbx | HttpResponse:
     return found if isinstance(found, HttpResponse) else found[0]
 
 
+RideFor = Callable[[HttpRequest], RideAlong | None]
+
+
 def authenticate_pbx_with(
-    request: HttpRequest, ride: RideAlong | None
-) -> tuple[Pbx, tuple[Any, ...] | None] | HttpResponse:
-    """The PBX behind the request and what `ride` read in the same statement (None: no row,
-    or no ride), or the 401/403 answer (recorded)."""
+    request: HttpRequest, ride_for: RideFor | None
+) -> tuple[Pbx, RideAlong | None, tuple[Any, ...] | None] | HttpResponse:
+    """The PBX behind the request, the ride `ride_for` built from the request and what it
+    read in the same statement (None: no ride, or no row), or the 401/403 answer (recorded).
+    A request without a PBX secret's shape is refused before its body is read."""
     raw = _bearer(request)
     parts = raw.split("_", 2)
     prefix = parts[1] if len(parts) == 3 and parts[0] == PBX_SECRET_PREFIX else ""
+    ride = ride_for(request) if ride_for is not None and prefix else None
     now = timezone.now()
     ops = connection.ops
     stale_before = ops.adapt_datetimefield_value(
@@ -226,7 +231,7 @@ def authenticate_pbx_with(
     if stale:
         with connection.cursor() as cursor:
             cursor.execute(_TOUCH_SQL, [ops.adapt_datetimefield_value(now), pbx.pk, stale_before])
-    return pbx, ridden
+    return pbx, ride, ridden
 
 
 @overload
@@ -234,15 +239,11 @@ def pbx_endpoint(view: PbxView) -> PbxView: ...
 
 
 @overload
-def pbx_endpoint(
-    *, ride: Callable[[HttpRequest], RideAlong | None]
-) -> Callable[[PbxView], PbxView]: ...
+def pbx_endpoint(*, ride: RideFor) -> Callable[[PbxView], PbxView]: ...
 
 
 def pbx_endpoint(
-    view: PbxView | None = None,
-    *,
-    ride: Callable[[HttpRequest], RideAlong | None] | None = None,
+    view: PbxView | None = None, *, ride: RideFor | None = None
 ) -> PbxView | Callable[[PbxView], PbxView]:
     """Decorator: POST only, CSRF-exempt, authenticated as a PBX, run as that PBX; the view
     gets the PBX after the request. With `ride`, the endpoint's first read (built from the
@@ -254,11 +255,10 @@ def pbx_endpoint(
         @require_POST
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            read = ride(request) if ride is not None else None
-            found = authenticate_pbx_with(request, read)
+            found = authenticate_pbx_with(request, ride)
             if isinstance(found, HttpResponse):
                 return found
-            pbx, row = found
+            pbx, read, row = found
             extra = (row, read) if ride is not None else ()
             with acting_as(Actor.pbx(pbx.pk, pbx.name)):
                 response = view(request, pbx, *extra, *args, **kwargs)

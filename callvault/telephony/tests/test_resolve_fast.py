@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.http import HttpResponse
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -24,6 +26,7 @@ from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient
 from callvault.telephony.actions import do_start_call
 from callvault.telephony.models import Call, CallState, CallToken, Pbx, SipAccount
+from callvault.telephony.pbx_auth import authenticate_pbx_with
 from callvault.telephony.tests.call_support import (
     assert_no_digits_anywhere,
     bobs_phone,
@@ -95,6 +98,24 @@ def test_a_token_read_beside_a_refused_pbx_is_neither_spent_nor_told(
     assert not AuditEvent.objects.filter(action__startswith="call.").exclude(action="call.start")
     # The right PBX from its network still gets the number, once.
     assert resolve(pbx[1], token).status_code == 200
+
+
+def test_a_request_without_a_pbx_secrets_shape_is_refused_before_its_body_is_read(
+    db: Any,
+) -> None:
+    built: list[str] = []
+
+    def ride_for(request: Any) -> None:
+        built.append(request.META.get("HTTP_AUTHORIZATION", ""))
+
+    factory = RequestFactory()
+    for header in ("", "Bearer nothing-like-it", "Bearer cvp_deadbeef_x"):
+        request = factory.post("/pbx/v1/resolve", {"token": UNKNOWN_TOKEN})
+        if header:
+            request.META["HTTP_AUTHORIZATION"] = header
+        answer = authenticate_pbx_with(request, ride_for)
+        assert isinstance(answer, HttpResponse) and answer.status_code == 401
+    assert built == ["Bearer cvp_deadbeef_x"]  # an unknown prefix costs the one statement
 
 
 def test_a_refusal_adds_only_its_event(pbx: tuple[Pbx, str], token: str) -> None:
