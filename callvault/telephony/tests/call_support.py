@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from callvault.audit.models import AuditEvent
 from callvault.orders.actions import do_assign_order
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient, assert_no_digits, event_text
+from callvault.telephony import throttle
 from callvault.telephony.models import Pbx, SipAccount
 from callvault.telephony.setup_actions import (
     do_create_pbx,
@@ -35,6 +38,15 @@ def sip_project(project: Project) -> Project:
     """The project, calling through SIP token dialing."""
     do_update_telephony_settings(project, {"provider": "sip_token", "sip_domain": SIP_DOMAIN})
     return project
+
+
+@pytest.fixture
+def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixed-window counters (throttle.py) see one moment in the middle of a minute, so
+    a test's requests all fall in one window whenever it runs: a minute's turn in between
+    let more through and failed such tests now and then."""
+    middle_of_a_window = (time.time() // 60) * 60 + 30
+    monkeypatch.setattr(throttle, "time", SimpleNamespace(time=lambda: middle_of_a_window))
 
 
 @pytest.fixture

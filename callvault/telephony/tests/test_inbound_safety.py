@@ -20,10 +20,10 @@ from callvault.telephony import actions, throttle
 from callvault.telephony.actions import InboundLimited, do_inbound_call, sip_display_name
 from callvault.telephony.models import Call, Pbx, TelephonySettings
 from callvault.telephony.setup_actions import do_create_pbx, do_update_telephony_settings
-from callvault.telephony.tests.call_support import LOCAL, pbx, pbx_post, sip_project
+from callvault.telephony.tests.call_support import LOCAL, one_window, pbx, pbx_post, sip_project
 from callvault.vault.phones import parse_phone
 
-__all__ = ["pbx", "sip_project"]
+__all__ = ["one_window", "pbx", "sip_project"]
 
 Phone = tuple[str, str]
 # What could end a SIP display name's field and start a URI, a parameter or a header.
@@ -96,7 +96,7 @@ def test_an_unknown_callers_name_saved_before_the_check_is_cleaned_when_sent(
 
 
 def test_past_the_limit_a_pbx_learns_nothing_and_the_owners_hear_once(
-    pbx: tuple[Pbx, str], order: Order, phone: Phone, settings: Any
+    pbx: tuple[Pbx, str], order: Order, phone: Phone, settings: Any, one_window: None
 ) -> None:
     settings.TELEPHONY_INBOUND_PER_MINUTE = 3
     e164 = parse_phone(phone[0], region="RU").e164

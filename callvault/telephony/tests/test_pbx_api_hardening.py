@@ -6,7 +6,6 @@ must be allow-listed."""
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from callvault.accounts.models import Membership, Project, SecurityNotice
 from callvault.audit.models import AuditEvent
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient
-from callvault.telephony import throttle
 from callvault.telephony.models import Call, CallState, Pbx, SipAccount
 from callvault.telephony.pbx_auth import REFUSALS_WINDOW_SECONDS
 from callvault.telephony.setup_actions import do_create_pbx, hash_pbx_secret
@@ -23,6 +21,7 @@ from callvault.telephony.tests.call_support import (
     LOCAL,
     bobs_phone,
     mine,
+    one_window,
     pbx,
     pbx_post,
     press_call,
@@ -32,7 +31,7 @@ from callvault.telephony.tests.call_support import (
 )
 from conftest import make_project
 
-__all__ = ["bobs_phone", "mine", "pbx", "sip_project"]
+__all__ = ["bobs_phone", "mine", "one_window", "pbx", "sip_project"]
 
 Phone = tuple[str, str]
 
@@ -173,15 +172,11 @@ def test_past_the_limit_inbound_answers_429_and_tells_nothing(
 
 
 def test_the_review_scenario_an_oracle_no_longer(
-    sip_project: Project, order: Order, phone: Phone, settings: Any, monkeypatch: Any
+    sip_project: Project, order: Order, phone: Phone, settings: Any, one_window: None
 ) -> None:
     """A PBX secret cannot be had without the capability (test_routing_rights.py), and a
     PBX that has one still cannot try numbers at speed."""
     settings.TELEPHONY_INBOUND_PER_MINUTE = 5
-    # All twenty in one window, whenever the test runs (a minute's turn in between let more
-    # through and failed it now and then).
-    middle_of_a_window = (time.time() // 60) * 60 + 30
-    monkeypatch.setattr(throttle, "time", SimpleNamespace(time=lambda: middle_of_a_window))
     _, secret = do_create_pbx(sip_project, "office", networks=LOCAL)
     answers = [pbx_post(secret, "inbound", {"caller": phone[1]}) for _ in range(20)]
     assert [a.status_code for a in answers].count(429) == 15
@@ -190,7 +185,9 @@ def test_the_review_scenario_an_oracle_no_longer(
 # --- refusals cannot flood the audit trail ------------------------------------------------
 
 
-def test_refusals_from_one_address_are_recorded_once_a_minute_with_a_count(db: Any) -> None:
+def test_refusals_from_one_address_are_recorded_once_a_minute_with_a_count(
+    db: Any, one_window: None
+) -> None:
     for _ in range(30):
         assert pbx_post("cvp_deadbeef_x", "resolve", {"token": "x"}).status_code == 401
     (first,) = AuditEvent.objects.filter(action="pbx.refused")
