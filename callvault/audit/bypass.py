@@ -276,10 +276,10 @@ BEGIN
     IF TG_ARGV[2] <> '' THEN
         project := (cur ->> TG_ARGV[2])::bigint;
     END IF;
-    -- The other projects first: where a row names none of its own (a call token, a user),
-    -- that is where the application files its event. The sources in use are spelled out:
-    -- plpgsql keeps the plans of static statements, and an EXECUTE is planned on every
-    -- call (it was most of the token lookup's trigger time: docs/benchmarks.md).
+    -- The other projects first: a call token names none of its own, and its events are
+    -- filed under its call's. The sources in use are spelled out: plpgsql keeps the plans
+    -- of static statements, and an EXECUTE is planned on every call (it was most of the
+    -- token lookup's trigger time: docs/benchmarks.md).
     source_table := split_part(TG_ARGV[5], '.', 1);
     source_column := split_part(TG_ARGV[5], '.', 2);
     IF source_table = 'telephony_call' AND source_column = 'id' THEN
