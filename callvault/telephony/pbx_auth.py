@@ -25,7 +25,7 @@ from functools import lru_cache, wraps
 from typing import Any, Protocol, overload
 
 from django.core.cache import cache
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -90,7 +90,9 @@ _TOUCH_SQL = (
 )
 
 
-def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple[Any, ...] | None:
+def fetch_prepared(
+    sql: str, params: Mapping[str, Any] | Sequence[Any], *, checks_connection: bool = False
+) -> tuple[Any, ...] | None:
     """The first row of a statement PostgreSQL prepares once per connection (on its fifth
     run: psycopg's threshold), the server binding the parameters; elsewhere a plain query.
 
@@ -100,21 +102,48 @@ def fetch_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple
     own cursors bind on the client and are never prepared, so lifting the threshold changes
     nothing else (orders/queue.py does the same for the claim). The cursor is wrapped as
     Django wraps its own, so query logging, assertNumQueries and execute wrappers see it.
+
+    `checks_connection`: the statement only reads, so it may run twice, and as a request's
+    first statement it stands in for Django's health check of a reused connection (a
+    `SELECT 1` round trip of its own, CONN_HEALTH_CHECKS): should the connection have died
+    since the last request, it is replaced and the read runs again on the new one.
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()  # type: ignore[no-any-return]
+    # What Django's own cursor() does first: a connection that died since the last request
+    # is replaced rather than failing this one (by the health check, or by this read run
+    # again), and no thread uses another's connection.
+    unchecked = (
+        connection.connection is not None
+        and connection.health_check_enabled
+        and not connection.health_check_done
+    )
+    standing_in = checks_connection and unchecked
+    if not standing_in:
+        connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    try:
+        row = _run_prepared(sql, params)
+    except (InterfaceError, OperationalError):
+        # Inside a transaction nothing can be run again (nor by the health check's way).
+        if not standing_in or connection.in_atomic_block or connection.is_usable():
+            raise  # the statement failed, not the connection
+        connection.close()
+        connection.ensure_connection()  # a new connection: no health check is due
+        row = _run_prepared(sql, params)
+    connection.health_check_done = True
+    return row
+
+
+def _run_prepared(sql: str, params: Mapping[str, Any] | Sequence[Any]) -> tuple[Any, ...] | None:
     # django-stubs do not know psycopg 3's server-binding cursor (Django 5.2 has it).
     from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
         ServerBindingCursor,
     )
 
-    # What Django's own cursor() does first: a connection that died since the last request
-    # is replaced rather than failing this one, and no thread uses another's connection.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
     raw = connection.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = 5
@@ -173,9 +202,10 @@ def _find(
     when it found none or there is no ride); None if the PBX is unknown."""
     params = {"prefix": prefix, "stale_before": stale_before}
     if ride is None:
-        row = fetch_prepared(_PBX_SQL, params)
+        row = fetch_prepared(_PBX_SQL, params, checks_connection=True)
     else:
-        row = fetch_prepared(_with_ride(ride.sql), {**ride.params, **params})
+        sql, both = _with_ride(ride.sql), {**ride.params, **params}
+        row = fetch_prepared(sql, both, checks_connection=True)
     if row is None:
         return None
     pbx = Pbx.from_db(connection.alias, _FIELDS, row[: len(_FIELDS)])

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -155,6 +157,64 @@ def test_the_lookups_statements_are_prepared_on_postgresql(
     with CaptureQueriesContext(connection) as seen:
         assert resolve(pbx[1], token).status_code == 410
     assert all(isinstance(sql, str) and sql for sql in statements(seen))
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="connection health checks: PostgreSQL")
+def test_the_pbx_read_stands_in_for_the_connections_health_check(
+    pbx: tuple[Pbx, str], token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reused connection is checked before each request (CONN_HEALTH_CHECKS): a
+    `SELECT 1` round trip of its own, unless the request's first statement is the PBX's
+    read, which proves the connection as well."""
+    assert connection.health_check_enabled
+    resolve(pbx[1], UNKNOWN_TOKEN)
+    checks: list[bool] = []
+    usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(True)
+        return usable()
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+    connection.health_check_done = False  # as at the start of every request
+    assert resolve(pbx[1], token).status_code == 200
+    assert checks == []
+    assert connection.health_check_done
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not POSTGRESQL, reason="a backend ended by the server: PostgreSQL")
+def test_a_connection_that_died_between_requests_is_replaced_for_the_lookup(
+    pbx: tuple[Pbx, str], token: str, phone: Phone
+) -> None:
+    """What the health check is for still holds: the server ended the connection since the
+    last request (a restart, an idle timeout); the lookup's read finds it dead, and the
+    read runs again on a new connection."""
+    resolve(pbx[1], UNKNOWN_TOKEN)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (dead,) = cursor.fetchone()
+    with _other_connection() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [dead])
+    connection.health_check_done = False  # a new request on the reused connection
+    answer = resolve(pbx[1], token)
+    assert (answer.status_code, answer.content.decode()) == (200, phone[1])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != dead
+    assert AuditEvent.objects.filter(action="call.dial").count() == 1
+
+
+@contextmanager
+def _other_connection() -> Iterator[Any]:
+    """A second connection to the same database, beside Django's."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        yield other
 
 
 @pytest.mark.skipif(not POSTGRESQL, reason="the bypass function: PostgreSQL")
