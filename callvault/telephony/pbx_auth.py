@@ -10,7 +10,8 @@ address and minute (`_refused`): anyone can send bad requests, and each must not
 of the audit trail.
 
 This runs before every request of a SIP proxy that waits on the answer (the token lookup,
-docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement, and an
+docs/benchmarks.md "Token resolution"), so it reads the PBX with one plain statement, which
+also proves a reused connection alive (no health check's `SELECT 1` before it), and an
 endpoint may have its own first read carried in that statement (`RideAlong`): the lookup
 reads the PBX and the token in one round trip.
 """
