@@ -19,7 +19,6 @@ reads the PBX and the token in one round trip.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import lru_cache, wraps
@@ -115,12 +114,10 @@ def fetch_prepared(
             return cursor.fetchone()  # type: ignore[no-any-return]
     # What Django's own cursor() does first: a connection that died since the last request
     # is replaced rather than failing this one (by the health check, or by this read run
-    # again), and no thread uses another's connection.
-    unchecked = (
-        connection.connection is not None
-        and connection.health_check_enabled
-        and not connection.health_check_done
-    )
+    # again), and no thread uses another's connection. (The health check's flags are set on
+    # every connection by BaseDatabaseWrapper.connect; django-stubs do not list them.)
+    db: Any = connection
+    unchecked = db.connection is not None and db.health_check_enabled and not db.health_check_done
     standing_in = checks_connection and unchecked
     if not standing_in:
         connection.close_if_health_check_failed()
@@ -135,7 +132,7 @@ def fetch_prepared(
         connection.close()
         connection.ensure_connection()  # a new connection: no health check is due
         row = _run_prepared(sql, params)
-    connection.health_check_done = True
+    db.health_check_done = True
     return row
 
 
@@ -175,7 +172,7 @@ def _refused(pbx: Pbx | None, prefix: str, reason: str, ip: str, now: float | No
     """Record a refusal, unless one from this address is already recorded this minute (then
     it is only counted); the event says how many went unrecorded since the address's last."""
     key = f"telephony:pbx-refused:{ip}"
-    now = time.time() if now is None else now
+    now = throttle.now() if now is None else now
     window = REFUSALS_WINDOW_SECONDS
     if throttle.count(key, window, now, keep=REFUSALS_KEPT_SECONDS) > 1:
         return

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 
+from callvault.telephony import throttle
 from callvault.telephony.actions import (
     EVENT_STATES,
     INBOUND_WINDOW_SECONDS,
@@ -204,7 +204,7 @@ def inbound(request: HttpRequest, pbx: Pbx) -> HttpResponse:
             {"ok": False, "error": "too many caller lookups this minute"}, status=429
         )
         window = INBOUND_WINDOW_SECONDS
-        response["Retry-After"] = str(window - int(time.time()) % window)
+        response["Retry-After"] = str(window - int(throttle.now()) % window)
         return response
     if "text/plain" in request.headers.get("Accept", "") and "json" not in request.headers.get(
         "Accept", ""
