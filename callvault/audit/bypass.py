@@ -67,6 +67,10 @@ class AuditedTable:
     projects_from: str = ""
     # The object id of the vault.rotate event that re-seals this table's sealed column.
     resealed_by: str = ""
+    # PostgreSQL: one update that the statement making it also records, attested as
+    # described at ATTESTED_SETTING: (the columns it changes, the transition as a condition
+    # on OLD and NEW). Such an update queues no deferred call.
+    attested_update: tuple[tuple[str, ...], str] | None = None
 
 
 # The mapping, read off the actions that write each table (orders/actions.py, queue.py,
@@ -161,7 +165,14 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         ignored_columns=("last_used_at",),
     ),
     AuditedTable("telephony_sipaccount", "sip_account", "project_id", sealed_columns=("ha1",)),
-    AuditedTable("telephony_call", "call", "project_id"),
+    # The token lookup's one statement spends the token, moves the call from new to dialing
+    # and records call.dial (telephony/actions.py, _SPEND_SQL): both updates are attested.
+    AuditedTable(
+        "telephony_call",
+        "call",
+        "project_id",
+        attested_update=(("state",), "OLD.state = 'new' AND NEW.state = 'dialing'"),
+    ),
     # A token is an event of its call (call.start issues it, call.dial spends it): a used_at
     # cleared outside the application, to dial a token twice, is caught here.
     AuditedTable(
@@ -171,6 +182,7 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         object_column="call_id",
         sealed_columns=("token_hash",),
         projects_from="telephony_call.id",
+        attested_update=(("used_at",), "OLD.used_at IS NULL AND NEW.used_at IS NOT NULL"),
     ),
     # Recordings and reviews are events of their call (recording.store/purge,
     # call_review.create): a recording deleted or a score changed outside the application
@@ -221,6 +233,18 @@ def audited_table(table: str) -> AuditedTable:
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 PG_FUNCTION = "callvault_audit_bypass"
+
+# A statement that records the object it writes in the same statement may attest it: it
+# sets this transaction-local setting to "<object type>:<object id>" before the row is
+# written (`set_config(ATTESTED_SETTING, ..., true)` in its WHERE). The update trigger's
+# WHEN then drops that one declared update (AuditedTable.attested_update) at once, instead
+# of queuing a deferred call that would find the event at COMMIT: two of those were the
+# largest database cost of the token lookup under load (docs/benchmarks.md, token
+# resolution). Any other change to the row, or to another object, is still watched. What it
+# gives up: a session that sets the value itself makes that one transition unrecorded. The
+# transitions declared are chosen so that this buys nothing: spending a call token, and a
+# call's move from new to dialing.
+ATTESTED_SETTING = "callvault.attested"
 
 # Dates and times as the database renders them: left as they are, since the phone pattern
 # would blank them and they cannot carry a number.
@@ -400,6 +424,18 @@ def _pg_install(table: str, spec: AuditedTable) -> list[str]:
         unchanged = f"(to_jsonb(OLD) - {ignored}) IS DISTINCT FROM (to_jsonb(NEW) - {ignored})"
     else:
         unchanged = "OLD.* IS DISTINCT FROM NEW.*"
+    if spec.attested_update:
+        columns, transition = spec.attested_update
+        rest = "ARRAY[" + ", ".join(_literal(c) for c in columns) + "]"
+        attested = (
+            f"COALESCE(current_setting({_literal(ATTESTED_SETTING)}, true), '') = "
+            f"{_literal(spec.object_type + ':')} || NEW.{_ident(spec.object_column)}"
+        )
+        # IS NOT TRUE: a NULL anywhere in it leaves the update watched.
+        unchanged = (
+            f"({unchanged}) AND (({transition}) AND (to_jsonb(OLD) - {rest}) = "
+            f"(to_jsonb(NEW) - {rest}) AND {attested}) IS NOT TRUE"
+        )
     deferred = "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
     t = _ident(table)
     return [
@@ -497,6 +533,7 @@ def install_sql(
     object_column: str = "id",
     projects_from: str = "",
     resealed_by: str = "",
+    attested_update: tuple[tuple[str, ...], str] | None = None,
     columns: Sequence[str] | None = None,
 ) -> list[str]:
     """The statements that install the bypass triggers on one table (PostgreSQL: the shared
@@ -511,6 +548,7 @@ def install_sql(
         ignored_columns=tuple(ignored_columns),
         projects_from=projects_from,
         resealed_by=resealed_by,
+        attested_update=attested_update,
     )
     if vendor == "postgresql":
         return _pg_install(table, spec)
@@ -541,6 +579,7 @@ def spec_sql(vendor: str, spec: AuditedTable, columns: Sequence[str] | None = No
         object_column=spec.object_column,
         projects_from=spec.projects_from,
         resealed_by=spec.resealed_by,
+        attested_update=spec.attested_update,
         columns=columns,
     )
 

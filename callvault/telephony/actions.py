@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy
 
 from callvault.accounts.models import Membership, Role
 from callvault.accounts.notices import notify_owners
+from callvault.audit.bypass import ATTESTED_SETTING
 from callvault.audit.context import current
 from callvault.audit.recorder import diff, record_event, record_update
 from callvault.lib.errors import FieldErrors
@@ -393,13 +394,16 @@ def token_read(token: str) -> TokenRead | None:
 # call of the project), and checks again on the row it updates what may have changed since:
 # of two lookups at once, the second waits for the first's row lock, then finds used_at set
 # and spends nothing; an account or member deactivated since spends nothing either. The
-# event is written in the same transaction as the writes it explains, which is what the
-# bypass triggers on telephony_calltoken and telephony_call look for at COMMIT
-# (audit/bypass.py).
+# event is written by the same statement as the writes it explains, so the statement attests
+# them (audit/bypass.py, ATTESTED_SETTING): the bypass triggers on telephony_calltoken and
+# telephony_call drop these two updates at once instead of looking for the event at COMMIT.
+# The setting is made in the token's WHERE, before its row is written; the call is moved
+# only after the token is spent.
 _SPEND_SQL = """
     WITH spent AS (
         UPDATE telephony_calltoken t SET used_at = %(now)s
         WHERE t.id = %(token)s AND t.used_at IS NULL AND t.expires_at > %(now)s
+          AND set_config(%(attested)s, 'call:' || t.call_id, true) IS NOT NULL
           AND EXISTS (
             SELECT 1 FROM telephony_sipaccount s
             JOIN accounts_membership m ON m.id = s.membership_id
@@ -437,6 +441,7 @@ def _spend_postgresql(found: _Found, params: dict[str, Any], now: datetime) -> b
         | {
             "token": found.token_id,
             "call": found.call_id,
+            "attested": ATTESTED_SETTING,
             "dialing": str(CallState.DIALING),
             "new": str(CallState.NEW),
             "moved_changes": json.dumps(_dial_changes(True)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from callvault.accounts.models import Membership
 from callvault.audit.bypass import sweep_pending_changes
@@ -76,3 +76,101 @@ def test_a_swapped_pbx_secret_is_recorded_as_changed(pbx: tuple[Pbx, str]) -> No
     (event,) = unattributed("pbx")
     assert event.changes == {"secret_hash": "changed"}
     assert pbx[0].secret_hash not in str(event.changes)
+
+
+# --- The spend's attestation (PostgreSQL) ------------------------------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="attestation is PostgreSQL's (SQLite parks rows)"
+)
+
+
+def _bypass_calls() -> int:
+    """How often the bypass function has run in this database (track_functions is on)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            "SELECT COALESCE(sum(calls), 0) FROM pg_stat_user_functions "
+            "WHERE funcname = 'callvault_audit_bypass'"
+        )
+        (calls,) = cursor.fetchone()
+    return int(calls)
+
+
+@postgresql_only
+def test_the_lookups_spend_queues_no_bypass_call(
+    pbx: tuple[Pbx, str], bobs_phone: SipAccount, operator: Membership, mine: Order
+) -> None:
+    token = token_of(press_call(operator, mine))
+    sql("SET track_functions = 'pl'", [])
+    before = _bypass_calls()
+    assert resolve(pbx[1], token).status_code == 200
+    assert _bypass_calls() == before
+    assert Call.objects.get().state == "dialing"
+    assert AuditEvent.objects.filter(action="call.dial").count() == 1
+    # The same spend by SQL, unattested, does run it (and is recorded).
+    row = CallToken.objects.get()
+    sql("UPDATE telephony_calltoken SET used_at = NULL WHERE id = %s", [row.pk])
+    assert _bypass_calls() > before
+
+
+@postgresql_only
+def test_a_spend_by_sql_is_recorded_unless_its_statement_attests_it(
+    pbx: tuple[Pbx, str], bobs_phone: SipAccount, operator: Membership, mine: Order
+) -> None:
+    token_of(press_call(operator, mine))
+    row = CallToken.objects.get()
+    sql("UPDATE telephony_calltoken SET used_at = now() WHERE id = %s", [row.pk])
+    (event,) = unattributed("call")
+    assert event.changes["used_at"][0] is None
+    # Attested for its own call, the same transition is dropped: the price written in
+    # audit/bypass.py (ATTESTED_SETTING) for not queuing a deferred call on every lookup.
+    sql("UPDATE telephony_calltoken SET used_at = NULL WHERE id = %s", [row.pk])
+    seen = len(unattributed("call"))
+    sql(
+        "UPDATE telephony_calltoken SET used_at = now() WHERE id = %s "
+        "AND set_config('callvault.attested', 'call:' || call_id, true) IS NOT NULL",
+        [row.pk],
+    )
+    assert len(unattributed("call")) == seen
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # attested for another call
+        "UPDATE telephony_calltoken SET used_at = now() WHERE id = %s "
+        "AND set_config('callvault.attested', 'call:0', true) IS NOT NULL",
+        # attested, but the token is not only spent: its expiry moves too
+        "UPDATE telephony_calltoken SET used_at = now(), expires_at = now() + interval '1 day' "
+        "WHERE id = %s AND set_config('callvault.attested', 'call:' || call_id, true) "
+        "IS NOT NULL",
+    ],
+    ids=["another_call", "more_than_the_spend"],
+)
+def test_an_attestation_covers_only_its_own_call_and_transition(
+    statement: str,
+    pbx: tuple[Pbx, str],
+    bobs_phone: SipAccount,
+    operator: Membership,
+    mine: Order,
+) -> None:
+    token_of(press_call(operator, mine))
+    row = CallToken.objects.get()
+    sql(statement, [row.pk])
+    (event,) = unattributed("call")
+    assert event.changes["used_at"][0] is None
+
+
+@postgresql_only
+def test_an_attested_token_does_not_cover_its_call_changing_otherwise(
+    pbx: tuple[Pbx, str], bobs_phone: SipAccount, operator: Membership, mine: Order
+) -> None:
+    token_of(press_call(operator, mine))
+    call = Call.objects.get()
+    with transaction.atomic():
+        sql("SELECT set_config('callvault.attested', %s, true)", [f"call:{call.pk}"])
+        sql("UPDATE telephony_call SET state = 'answered' WHERE id = %s", [call.pk])
+    (event,) = unattributed("call")
+    assert event.changes["state"] == ["new", "answered"]
