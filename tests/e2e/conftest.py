@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -88,12 +89,52 @@ class Seen:
 
     responses: list[tuple[str, int, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Responses whose bodies are still being read; the next page waits for them (see browse).
+    reading: int = 0
+    # Tests of the harness itself slow every read down by this many ms to widen the race.
+    read_delay_ms: int = 0
 
     def content_types(self) -> set[str]:
         return {ctype.split(";")[0].strip() for _, _, ctype, _ in self.responses}
 
     def bodies_of(self, content_type: str) -> list[str]:
         return [body for _, _, ctype, body in self.responses if ctype.startswith(content_type)]
+
+
+class SettledPage:
+    """The Playwright page, except that every call first waits until the bodies of the
+    responses already received have been read.
+
+    The harness reads a body when Playwright delivers the response event, which can be after
+    the test has moved on: a click or goto right after a load. Once the next page commits,
+    Chromium drops the old page's bodies, and a body lost that way is a hole in the leak check.
+    (Holding the next navigation in a route instead does not work: a body cannot be read while
+    a navigation is paused.)"""
+
+    def __init__(self, page: Any, seen: Seen) -> None:
+        self._page = page
+        self._seen = seen
+
+    @property
+    def raw(self) -> Any:
+        """The Playwright page itself, for calls that take a page (new_cdp_session)."""
+        return self._page
+
+    def settle(self) -> None:
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while self._seen.reading and time.monotonic() < deadline:
+            self._page.wait_for_timeout(5)  # lets Playwright finish the reads
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._page, name)
+        if not callable(attr):
+            return attr
+
+        def settled(*args: Any, **kwargs: Any) -> Any:
+            self.settle()
+            return attr(*args, **kwargs)
+
+        return settled
 
 
 @dataclass
@@ -131,7 +172,16 @@ def browse(
         seen = Seen()
 
         def on_response(response: Any) -> None:
+            seen.reading += 1
+            try:
+                record(response)
+            finally:
+                seen.reading -= 1
+
+        def record(response: Any) -> None:
             headers = response.headers
+            if seen.read_delay_ms:
+                page.wait_for_timeout(seen.read_delay_ms)
             try:
                 body = response.body().decode("utf-8", errors="replace")
             except Exception as exc:  # redirects have no body; record that we saw them
@@ -153,7 +203,7 @@ def browse(
             )
 
         page.on("response", on_response)
-        return Browse(page=page, base_url=live_server.url, seen=seen)
+        return Browse(page=SettledPage(page, seen), base_url=live_server.url, seen=seen)
 
     yield open_page
     for context in contexts:

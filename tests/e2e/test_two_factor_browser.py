@@ -78,7 +78,7 @@ def test_an_owner_registers_a_passkey_and_logs_in_with_it(
     browse: Callable[..., Browse], owner_member: Membership
 ) -> None:
     b = on_localhost(browse)
-    cdp = b.page.context.new_cdp_session(b.page)
+    cdp = b.page.context.new_cdp_session(b.page.raw)
     cdp.send("WebAuthn.enable")
     cdp.send(
         "WebAuthn.addVirtualAuthenticator",
