@@ -10,7 +10,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -110,11 +112,23 @@ def test_an_alert_is_posted_signed_and_the_receiver_verifies_it(
     assert data["member"] == "bob"
     assert data["params"] == {"user": "bob", "count": 40, "minutes": 10, "threshold": 40}
     assert data["created_at"] == notice.created_at.isoformat()
-    day = data["created_at"][:10]
+    # The day in the project's time zone (Moscow), which is not the UTC date late in the evening.
+    day = notice.created_at.astimezone(ZoneInfo("Europe/Moscow")).date().isoformat()
     assert data["timeline_url"] == (
         f"https://crm.example.com/p/alpha/audit/timeline/{operator.user_id}/?day={day}"
     )
     assert "40" in data["text"] and "bob" in data["text"]
+
+
+def test_the_timeline_link_is_to_the_alerts_day_where_the_project_is(owner, operator, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://crm.example.com"]
+    notice = alerts.raise_alert(operator, "cards_burst", {"count": 40, "minutes": 10})
+    base = f"https://crm.example.com/p/alpha/audit/timeline/{operator.user_id}/?day="
+    # 22:30 UTC on 31 December is already the new year in Moscow, but not yet in New York.
+    notice.created_at = datetime(2026, 12, 31, 22, 30, tzinfo=UTC)
+    assert json.loads(alerts.webhook_body(notice))["timeline_url"] == base + "2027-01-01"
+    notice.project.time_zone = "America/New_York"
+    assert json.loads(alerts.webhook_body(notice))["timeline_url"] == base + "2026-12-31"
 
 
 def test_the_text_is_in_the_installations_language_for_a_chat_bot(
