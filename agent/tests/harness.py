@@ -278,6 +278,7 @@ class Server:
         self.manage("monitoring", "set-policy", "--project", self.project, *pairs)
 
     def spans(self, date: str) -> list[dict[str, Any]]:
+        """The member's spans of one UTC day."""
         out = self.manage(
             "monitoring",
             "spans",
@@ -287,6 +288,8 @@ class Server:
             self.username,
             "--date",
             date,
+            "--zone",
+            "UTC",  # the day is the project's (Moscow) unless told; the tests count UTC days
         )
         return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
 
