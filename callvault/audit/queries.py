@@ -23,6 +23,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 3000
 NEW_IP_WINDOW = timedelta(days=30)
+# new_ips first reads the actor's events of this stretch before the day (a weekend and more).
+IP_RECENT = timedelta(days=4)
 # How late after its created_at an event may be inserted, at most (clock skew between web
 # servers included). Every writer on PostgreSQL stamps the time as it inserts: record_event
 # just before, the queue's claim statement with the time it computed for it, the bypass
@@ -244,14 +246,18 @@ def actor_day(
     project_id: int, actor_kind: str, actor_id: str, start: datetime, end: datetime
 ) -> Timeline:
     """Everything the actor did in [start, end), oldest first (two queries in all)."""
-    day_bounds = earlier_bounds = None
-    if connection.vendor == "postgresql":  # one query for both windows' id bounds
-        day_bounds, earlier_bounds = id_bounds(start, end, start - NEW_IP_WINDOW, start)
+    day_bounds = ip_bounds = None
+    if connection.vendor == "postgresql":  # one query for the id bounds of all three stretches
+        recent_from = start - IP_RECENT
+        day_bounds, recent, earlier = id_bounds(
+            start, end, recent_from, start, start - NEW_IP_WINDOW, recent_from
+        )
+        ip_bounds = (recent, earlier)
     qs = project_events(project_id).filter(actor_kind=actor_kind, actor_id=actor_id)
     rows = list(in_time(qs, start, end, day_bounds).order_by("id")[: TIMELINE_LIMIT + 1])
     truncated, rows = len(rows) > TIMELINE_LIMIT, rows[:TIMELINE_LIMIT]
     ips = {e.ip for e in rows if e.ip}
-    fresh = new_ips(project_id, actor_kind, actor_id, ips, start, earlier_bounds)
+    fresh = new_ips(project_id, actor_kind, actor_id, ips, start, ip_bounds)
     return Timeline(rows, fresh, truncated)
 
 
@@ -261,18 +267,28 @@ def new_ips(
     actor_id: str,
     ips: Iterable[str],
     start: datetime,
-    bounds: tuple[int, int] | None = None,
+    bounds: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> set[str]:
-    """The addresses the actor had not used in the NEW_IP_WINDOW before `start` (one query)."""
-    ips = set(ips)
-    if not ips:
+    """The addresses the actor had not used in the NEW_IP_WINDOW before `start`.
+
+    Most days use the addresses of the days just before, so the IP_RECENT before `start` are
+    read first: they settle a usual day in a few hundred rows. Only addresses they do not
+    show are looked for in the rest of the window. Reading the whole window every time (the
+    first implementation) read the actor's month for every page (benchmarks/audit_search.py:
+    13,507 rows, 72 ms). `bounds`: id_bounds of the two stretches, recent one first.
+    """
+    pending = set(ips)
+    if not pending:
         return set()
-    qs = project_events(project_id).filter(
-        actor_kind=actor_kind, actor_id=actor_id, ip__in=sorted(ips)
-    )
-    earlier = in_time(qs, start - NEW_IP_WINDOW, start, bounds)
-    seen = earlier.values_list("ip", flat=True).distinct()
-    return ips - set(seen)
+    qs = project_events(project_id).filter(actor_kind=actor_kind, actor_id=actor_id)
+    recent_from = start - IP_RECENT
+    stretches = ((recent_from, start), (start - NEW_IP_WINDOW, recent_from))
+    for i, (since, until) in enumerate(stretches):
+        used = in_time(qs.filter(ip__in=sorted(pending)), since, until, bounds and bounds[i])
+        pending -= set(used.values_list("ip", flat=True).distinct())
+        if not pending:
+            break
+    return pending
 
 
 def member_filter(user_id: object) -> EventFilter:

@@ -7,9 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.db.models import Max
+from django.test.utils import CaptureQueriesContext
 
 from callvault.accounts.models import Project
+from callvault.audit import queries
 from callvault.audit.models import ActorKind, AuditEvent
 from callvault.audit.queries import (
     EventFilter,
@@ -140,6 +143,51 @@ def test_new_ips_are_those_not_used_in_the_30_days_before(project: Project) -> N
     event(project.pk, actor_id="8", ip="10.0.0.3", created_at=day - timedelta(days=1))
     fresh = new_ips(project.pk, "member", "7", ["10.0.0.1", "10.0.0.2", "10.0.0.3"], day)
     assert fresh == {"10.0.0.2", "10.0.0.3"}
+
+
+@pytest.mark.parametrize("recent", [0, 4], ids=["the rest read too", "the latest enough"])
+def test_new_ips_are_found_whatever_the_split(
+    project: Project, other_project: Project, monkeypatch: pytest.MonkeyPatch, recent: int
+) -> None:
+    monkeypatch.setattr(queries, "IP_RECENT", timedelta(days=recent))
+    _day, day = ahead(UTC)
+    # In time order, as events are written (ids follow time: see queries.in_time).
+    event(project.pk, actor_id="7", ip="10.0.0.1", created_at=day - timedelta(days=29))
+    event(project.pk, actor_id="7", ip="2001:db8::1", created_at=day - timedelta(days=2))
+    event(other_project.pk, actor_id="7", ip="10.0.0.4", created_at=day - timedelta(days=1))
+    event(project.pk, actor_id="8", ip="10.0.0.5", created_at=day - timedelta(days=1))
+    for minutes in range(6, 0, -1):
+        event(project.pk, actor_id="7", ip="10.0.0.2", created_at=day - timedelta(minutes=minutes))
+    event(project.pk, actor_id="7", ip="10.0.0.3", created_at=day + timedelta(hours=1))
+    asked = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "2001:db8::1"]
+    fresh = new_ips(project.pk, "member", "7", asked, day)
+    # Used only that day, or in another project, or by someone else: new.
+    assert fresh == {"10.0.0.3", "10.0.0.4", "10.0.0.5"}
+
+
+def lookups(run: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in run.captured_queries if '"audit_auditevent"."ip"' in q["sql"]]
+
+
+def test_the_days_just_before_settle_a_usual_day_and_the_rest_is_read_for_the_others(
+    project: Project,
+) -> None:
+    # Reading the whole month for a day's addresses read every event of it (13,507 rows in
+    # the benchmark). The days just before are read first, and usually settle them all.
+    _day, day = ahead(UTC)
+    event(project.pk, actor_id="7", ip="10.0.0.9", created_at=day - timedelta(days=20))
+    event(project.pk, actor_id="7", ip="10.0.0.1", created_at=day - timedelta(days=3))
+    with CaptureQueriesContext(connection) as known:
+        assert new_ips(project.pk, "member", "7", ["10.0.0.1"], day) == set()
+    (sql,) = lookups(known)
+    assert str((day - timedelta(days=4)).date()) in sql
+
+    # The others are looked for in the rest of the window, and only they.
+    with CaptureQueriesContext(connection) as rest:
+        fresh = new_ips(project.pk, "member", "7", ["10.0.0.1", "10.0.0.2", "10.0.0.9"], day)
+    assert fresh == {"10.0.0.2"}
+    _recent, others = lookups(rest)
+    assert str((day - timedelta(days=30)).date()) in others and "10.0.0.1" not in others
 
 
 def test_a_day_lists_the_actors_events_in_time_order(project: Project) -> None:
