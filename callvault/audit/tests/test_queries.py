@@ -145,7 +145,7 @@ def test_new_ips_are_those_not_used_in_the_30_days_before(project: Project) -> N
     assert fresh == {"10.0.0.2", "10.0.0.3"}
 
 
-@pytest.mark.parametrize("recent", [0, 4], ids=["the rest read too", "the latest enough"])
+@pytest.mark.parametrize("recent", [0, 4], ids=["the month at once", "4 days first"])
 def test_new_ips_are_found_whatever_the_split(
     project: Project, other_project: Project, monkeypatch: pytest.MonkeyPatch, recent: int
 ) -> None:
@@ -156,8 +156,7 @@ def test_new_ips_are_found_whatever_the_split(
     event(project.pk, actor_id="7", ip="2001:db8::1", created_at=day - timedelta(days=2))
     event(other_project.pk, actor_id="7", ip="10.0.0.4", created_at=day - timedelta(days=1))
     event(project.pk, actor_id="8", ip="10.0.0.5", created_at=day - timedelta(days=1))
-    for minutes in range(6, 0, -1):
-        event(project.pk, actor_id="7", ip="10.0.0.2", created_at=day - timedelta(minutes=minutes))
+    event(project.pk, actor_id="7", ip="10.0.0.2", created_at=day - timedelta(minutes=1))
     event(project.pk, actor_id="7", ip="10.0.0.3", created_at=day + timedelta(hours=1))
     asked = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "2001:db8::1"]
     fresh = new_ips(project.pk, "member", "7", asked, day)
@@ -172,7 +171,7 @@ def lookups(run: CaptureQueriesContext) -> list[str]:
 def test_the_days_just_before_settle_a_usual_day_and_the_rest_is_read_for_the_others(
     project: Project,
 ) -> None:
-    # Reading the whole month for a day's addresses read every event of it (13,507 rows in
+    # Reading the whole month for a day's addresses read every event of it (13,418 rows in
     # the benchmark). The days just before are read first, and usually settle them all.
     _day, day = ahead(UTC)
     event(project.pk, actor_id="7", ip="10.0.0.9", created_at=day - timedelta(days=20))
