@@ -360,7 +360,7 @@ def scenarios(bench: Bench) -> list[Scenario]:
         )
     )
     # No CSV export here: it now goes through the guarded exports (a reason, a fresh step-up,
-    # a watermark, and a worker that writes the file), which a GET of a page cannot measure.
+    # a watermark; a large one is queued for the worker), and its GET only redirects there.
     return out
 
 
