@@ -14,16 +14,19 @@ operation as its middleware would. It is timed for each recorder on the same tab
 - django-simple-history (`HistoricalRecords`, history user set), django-auditlog (registered,
   inside `set_actor(user, remote_addr=...)`), django-pghistory (`pghistory.track()`, without
   and inside `pghistory.context(user=..., url=...)`; PostgreSQL only);
-- callvault: snapshot/diff as `do_update_order` does, then `callvault.audit.recorder.record_event`
-  under a full audit context (actor, IP, user agent, a new request id per operation), on a
-  table without and (once `callvault/audit/bypass.py` exists) with the bypass trigger;
+- callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE and its event
+  through `callvault.audit.recorder.update_recorded` (one statement on PostgreSQL) under a full
+  audit context (actor, IP, user agent, a new request id per operation), on a table without
+  and (once `callvault/audit/bypass.py` exists) with the bypass trigger; beside it the same
+  as two steps, `save()` and then `record_event`, as the actions did before;
 - prototypes of a cheaper `record_event` (labelled "proto", not product code).
 
 A second table measures the real path: one real `Order` updated through
-`callvault.orders.actions.do_update_order` (version check, redaction, record_event) against the
+`callvault.orders.actions.do_update_order` (version check, redaction, the event) against the
 same order saved with a plain `save()` in a transaction (its bypass triggers switched off for
 the baseline: they would record the plain save as a write outside the application), and two
-controls: the action with the trigger off, and with `record_event` a no-op (trigger off).
+controls: the action with the trigger off, and with the event left out (a plain version-checked
+UPDATE, trigger off).
 
 Each vendor runs in its own child process (Django is configured once per process) against a
 fresh database: PostgreSQL `bench_audit_<pid>` on 127.0.0.1:5432 (created and dropped, also
@@ -473,6 +476,36 @@ def callvault_save(world: World, obj: Any, record: Callable[..., Any]) -> Callab
     return step
 
 
+def callvault_update(world: World, obj: Any) -> Callable[[int], None]:
+    """snapshot -> change -> diff -> the row's UPDATE and its event in update_recorded, as
+    the order actions write (every column but the key, as `_save_order` and `save()` do)."""
+    from django.db import transaction
+
+    from callvault.audit.recorder import diff, snapshot, update_recorded
+    from callvault.orders.actions import redact_free_text
+
+    model = type(obj)
+    names = [f.attname for f in model._meta.concrete_fields if not f.primary_key]
+
+    def step(i: int) -> None:
+        with request_context(world), transaction.atomic():
+            before = snapshot(obj, SHAPE_FIELDS)
+            obj.address = address(i)
+            changes = diff(before, snapshot(obj, SHAPE_FIELDS))
+            update_recorded(
+                model.objects.filter(pk=obj.pk),
+                {name: getattr(obj, name) for name in names},
+                "order.update",
+                project_id=obj.project_id,
+                object_type="benchorder",
+                object_id=obj.pk,
+                object_repr=str(obj),
+                changes=redact_free_text(changes),
+            )
+
+    return step
+
+
 def make_variants(world: World) -> list[Variant]:
     from auditlog.context import set_actor
     from django.db import transaction
@@ -514,9 +547,9 @@ def make_variants(world: World) -> list[Variant]:
     variants.append(
         Variant(
             "callvault",
-            "callvault record_event, no trigger",
+            "callvault, no bypass trigger",
             "shape",
-            callvault_save(world, rows["callvault"], record_event),
+            callvault_update(world, rows["callvault"]),
         )
     )
     triggered = rows["callvault_trigger"]
@@ -524,7 +557,15 @@ def make_variants(world: World) -> list[Variant]:
         variants.append(
             Variant(
                 "callvault_trigger",
-                "callvault record_event + bypass trigger",
+                "callvault with the bypass trigger",
+                "shape",
+                callvault_update(world, triggered),
+            )
+        )
+        variants.append(
+            Variant(
+                "callvault_two_steps",
+                "callvault as two steps: save(), record_event, trigger",
                 "shape",
                 callvault_save(world, triggered, record_event),
             )
@@ -546,13 +587,13 @@ def order_variants(world: World) -> list[Variant]:
             actions.do_update_order(order, {"address": address(i)})
 
     def action_unrecorded(i: int) -> None:
-        namespace = vars(actions)  # the action looks record_event up in its module
-        real = namespace["record_event"]
-        namespace["record_event"] = lambda *a, **k: None
+        namespace = vars(actions)  # the action looks update_recorded up in its module
+        real = namespace["update_recorded"]
+        namespace["update_recorded"] = lambda queryset, values, *a, **k: queryset.update(**values)
         try:
             action(i)
         finally:
-            namespace["record_event"] = real
+            namespace["update_recorded"] = real
 
     def off() -> None:
         order_triggers(world, on=False)
@@ -575,7 +616,7 @@ def order_variants(world: World) -> list[Variant]:
         ),
         Variant(
             "order_action_norecord",
-            "Order: do_update_order, no record_event, no trigger",
+            "Order: do_update_order, no event, no trigger",
             "order",
             action_unrecorded,
             off,
@@ -825,46 +866,6 @@ def trigger_records_step(world: World, obj: Any) -> Callable[[int], None]:
     return step
 
 
-def piggyback_step(world: World, obj: Any) -> Callable[[int], None]:
-    """PostgreSQL prototype: the event is built first and its INSERT travels in the same
-    round trip as the row's UPDATE (two statements in one execute, as pghistory sends its
-    context); the deferred bypass trigger still sees the event at COMMIT."""
-    from django.db import connection, transaction
-
-    from callvault.audit.recorder import diff, snapshot
-    from callvault.orders.actions import redact_free_text
-
-    pending: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if pending and not sql.lstrip().upper().startswith("SELECT"):
-            sql = pending.pop().replace("%", "%%") + "; " + sql
-            cursor = context["cursor"]
-            result = execute(sql, params, many, context)
-            cursor.nextset()  # the caller reads the UPDATE's row count, not the INSERT's
-            return result
-        return execute(sql, params, many, context)
-
-    def step(i: int) -> None:
-        with request_context(world), transaction.atomic(), connection.execute_wrapper(wrapper):
-            before = snapshot(obj, SHAPE_FIELDS)
-            obj.address = address(i)
-            changes = redact_free_text(diff(before, snapshot(obj, SHAPE_FIELDS)))
-            params = _event_params(
-                "order.update",
-                project_id=obj.project_id,
-                object_type="benchorder",
-                object_id=obj.pk,
-                object_repr=str(obj),
-                changes=changes,
-            )
-            with connection.cursor() as cursor:
-                pending.append(cursor.cursor.mogrify(AUDIT_INSERT, params))
-            obj.save()
-
-    return step
-
-
 def proto_prepared(action: str, **kwargs: Any) -> None:
     """The same row through a server-side-binding psycopg cursor, prepared once per connection."""
     import psycopg
@@ -899,14 +900,6 @@ def prototype_variants(world: World, target: Any) -> list[Variant]:
                 "proto: raw INSERT, prepared statement",
                 "shape",
                 callvault_save(world, target, proto_prepared),
-            )
-        )
-        out.append(
-            Variant(
-                "proto_piggyback",
-                "proto: raw INSERT sent with the UPDATE (1 round trip)",
-                "shape",
-                piggyback_step(world, target),
             )
         )
         from callvault.audit.recorder import record_event
@@ -988,18 +981,18 @@ def profile_callvault(
     `clock`: wall time (time.perf_counter) or this process's CPU (time.process_time)."""
     from django.db import connection, transaction
 
-    from callvault.audit.recorder import diff, record_event, snapshot
+    from callvault.audit.recorder import diff, snapshot, update_recorded
     from callvault.orders.actions import redact_free_text
 
     obj = world.rows["callvault_trigger" if world.bypass is not None else "callvault"]
+    model = type(obj)
+    names = [f.attname for f in model._meta.concrete_fields if not f.primary_key]
     parts = dict.fromkeys(
         [
             "context",
             "snapshot+diff",
-            "save (python)",
-            "save (db)",
-            "record_event (python)",
-            "record_event (db)",
+            "update+event (python)",
+            "update+event (db)",
             "begin+commit",
         ],
         0.0,
@@ -1019,9 +1012,9 @@ def profile_callvault(
                     changes = redact_free_text(diff(before, snapshot(obj, SHAPE_FIELDS)))
                     t3 = clock()
                     db0 = timer.seconds
-                    obj.save()
-                    t4, db1 = clock(), timer.seconds
-                    record_event(
+                    update_recorded(
+                        model.objects.filter(pk=obj.pk),
+                        {name: getattr(obj, name) for name in names},
                         "order.update",
                         project_id=obj.project_id,
                         object_type="benchorder",
@@ -1029,18 +1022,16 @@ def profile_callvault(
                         object_repr=str(obj),
                         changes=changes,
                     )
-                    t5, db2 = clock(), timer.seconds
+                    t4, db1 = clock(), timer.seconds
                 finally:
                     atomic.__exit__(None, None, None)
-                t6 = clock()
-            t7 = clock()
-            parts["context"] += (t1 - t0) + (t7 - t6)
+                t5 = clock()
+            t6 = clock()
+            parts["context"] += (t1 - t0) + (t6 - t5)
             parts["snapshot+diff"] += t3 - t2
-            parts["save (python)"] += (t4 - t3) - (db1 - db0)
-            parts["save (db)"] += db1 - db0
-            parts["record_event (python)"] += (t5 - t4) - (db2 - db1)
-            parts["record_event (db)"] += db2 - db1
-            parts["begin+commit"] += (t6 - t5) + (t2 - t1)
+            parts["update+event (python)"] += (t4 - t3) - (db1 - db0)
+            parts["update+event (db)"] += db1 - db0
+            parts["begin+commit"] += (t5 - t4) + (t2 - t1)
     return {k: v / ops * 1e6 for k, v in parts.items()}
 
 

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_noop
 from callvault.accounts.models import Project, User
 from callvault.audit.context import current
 from callvault.audit.models import ActorKind
-from callvault.audit.recorder import Sealed, diff, plain, record_event, snapshot
+from callvault.audit.recorder import Sealed, diff, plain, record_event, snapshot, update_recorded
 from callvault.lib.errors import FieldErrors
 from callvault.orders.models import (
     Comment,
@@ -250,14 +250,12 @@ def _save_order(
         if name not in ("version", "created_at", "project_id", "number")
     }
     values["updated_at"] = timezone.now()
-    updated = Order.objects.filter(pk=order.pk, version=current_version).update(
-        **values, version=current_version + 1
-    )
-    if updated != 1:
-        raise StaleOrder(order.pk)
-    order.version = current_version + 1
-    order.updated_at = values["updated_at"]
-    record_event(
+    values["version"] = current_version + 1
+    # The version-checked write and its event: one statement on PostgreSQL, no event if the
+    # check refused the write.
+    updated = update_recorded(
+        Order.objects.filter(pk=order.pk, version=current_version),
+        values,
         action,
         project_id=order.project_id,
         object_type="order",
@@ -266,6 +264,10 @@ def _save_order(
         changes=redact_free_text(changes),
         extra=extra,
     )
+    if updated != 1:
+        raise StaleOrder(order.pk)
+    order.version = current_version + 1
+    order.updated_at = values["updated_at"]
     return order
 
 
