@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -113,17 +112,6 @@ _INSERT = (
 )
 
 
-def _cast(column: str) -> str:
-    """The type an event column's value is cast to where no column gives it one (a SELECT
-    list): the column's own type, text without its length so that an overlong value is
-    refused by the column, as the plain INSERT refuses it, instead of cut by the cast."""
-    field = AuditEvent._meta.get_field(column)
-    if isinstance(field, models.CharField):
-        return "text"
-    assert isinstance(field, models.Field)
-    return str(field.db_type(connection))
-
-
 def _event_params(
     action: str,
     *,
@@ -198,16 +186,6 @@ def record_event(
     return AuditEvent(id=event_id, txid=None, **values)
 
 
-# PostgreSQL: the row's UPDATE and its event's INSERT as one statement. Data-modifying WITH
-# queries run exactly once; the event is inserted only if the UPDATE wrote a row.
-_UPDATE_RECORDED = (
-    "WITH written AS ({update} RETURNING 1), "  # noqa: S608 (constants and the ORM's SQL)
-    f"event AS (INSERT INTO audit_auditevent ({', '.join(RECORDED_COLUMNS)}) "
-    "SELECT {values} WHERE EXISTS (SELECT 1 FROM written) RETURNING id) "
-    "SELECT (SELECT count(*) FROM written), (SELECT id FROM event)"
-)
-
-
 def update_recorded(
     queryset: models.QuerySet[Any],
     values: Mapping[str, Any],
@@ -221,50 +199,48 @@ def update_recorded(
     extra: Mapping[str, Any] | None = None,
 ) -> int:
     """`queryset.update(**values)` for one object's row (the queryset picks it by primary
-    key, maybe with a version check), recording `action` about it if the row was written.
-    Returns the number of rows written (0 or 1).
+    key, maybe with a version check) and the event recording `action` about it. Returns the
+    number of rows written. Runs inside `transaction.atomic()`: when no row was written (the
+    version check refused it), the atomic block is marked for rollback, which takes the event
+    back with it.
 
-    On PostgreSQL the UPDATE and the event travel as one statement: one round trip fewer per
-    edit than `update()` and then `record_event`, and no event for a row the version check
-    refused (docs/benchmarks.md, audit cost). The deferred bypass trigger finds the event
-    at COMMIT as before. SQLite cannot put an UPDATE in a WITH: there it is the two steps.
+    On PostgreSQL the UPDATE and the event's INSERT travel as two statements in one round
+    trip: one round trip fewer per edit than `update()` and then `record_event`
+    (docs/benchmarks.md, audit cost). One statement for both (a data-modifying WITH writing
+    the event only if the row was written) cost the database more than it saved the
+    application, so the event is sent unconditionally and the rollback keeps the record
+    true. The deferred bypass trigger finds the event at COMMIT as before. SQLite runs one
+    statement per call: there it is the two steps.
     """
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "update_recorded runs inside transaction.atomic(): a refused write rolls back"
+        )
+    event: dict[str, Any] = {
+        "project_id": project_id,
+        "object_type": object_type,
+        "object_id": object_id,
+        "object_repr": object_repr,
+        "changes": changes,
+        "extra": extra,
+    }
     if connection.vendor != "postgresql":
         written = int(queryset.update(**values))
         if written:
-            record_event(
-                action,
-                project_id=project_id,
-                object_type=object_type,
-                object_id=object_id,
-                object_repr=object_repr,
-                changes=changes,
-                extra=extra,
-            )
-        return written
-    query = queryset.query.chain(sql.UpdateQuery)
-    assert isinstance(query, sql.UpdateQuery)
-    query.add_update_values(dict(values))
-    if query.related_updates or queryset.db != connection.alias:
-        raise ValueError("update_recorded writes one table of the default database")
-    update_sql, update_params = query.get_compiler(queryset.db).as_sql()
-    _, event_params = _event_params(
-        action,
-        project_id=project_id,
-        object_type=object_type,
-        object_id=object_id,
-        object_repr=object_repr,
-        changes=changes,
-        extra=extra,
-    )
-    statement = _UPDATE_RECORDED.format(update=update_sql, values=_casts())
-    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
-        cursor.execute(statement, [*update_params, *event_params])
-        written, _event_id = cursor.fetchone()
-    return int(written)
-
-
-@functools.cache
-def _casts() -> str:
-    """The event's values as typed placeholders, in RECORDED_COLUMNS order."""
-    return ", ".join(f"%s::{_cast(column)}" for column in RECORDED_COLUMNS)
+            record_event(action, **event)
+    else:
+        query = queryset.query.chain(sql.UpdateQuery)
+        assert isinstance(query, sql.UpdateQuery)
+        query.add_update_values(dict(values))
+        if query.related_updates or queryset.db != connection.alias:
+            raise ValueError("update_recorded writes one table of the default database")
+        update_sql, update_params = query.get_compiler(queryset.db).as_sql()
+        _, event_params = _event_params(action, **event)
+        # Values bound on the client (Django's default for psycopg), so one execute may carry
+        # two statements; the first result is the UPDATE's.
+        with connection.cursor() as cursor:
+            cursor.execute(f"{update_sql}; {_INSERT}", [*update_params, *event_params])
+            written = int(cursor.rowcount)
+    if not written:
+        transaction.set_rollback(True)
+    return written

@@ -251,8 +251,8 @@ def _save_order(
     }
     values["updated_at"] = timezone.now()
     values["version"] = current_version + 1
-    # The version-checked write and its event: one statement on PostgreSQL, no event if the
-    # check refused the write.
+    # The version-checked write and its event: one round trip on PostgreSQL. A write the
+    # check refused marks the atomic block for rollback, which takes the event back.
     updated = update_recorded(
         Order.objects.filter(pk=order.pk, version=current_version),
         values,

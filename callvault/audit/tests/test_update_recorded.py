@@ -1,4 +1,4 @@
-"""update_recorded: one object's UPDATE and its event, one statement on PostgreSQL."""
+"""update_recorded: one object's UPDATE and its event, one round trip on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import DataError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from callvault.audit.context import Actor, AuditContext, new_request_id, use_context
@@ -52,26 +53,36 @@ def test_an_edit_and_its_event_travel_together_on_postgresql(order: Order) -> No
     ]
     if connection.vendor == "postgresql":
         (statement,) = writes
-        assert statement.startswith("WITH written AS (UPDATE")
-        assert "INSERT INTO audit_auditevent" in statement
-    else:  # SQLite cannot UPDATE inside a WITH: the write, then the event
+        assert statement.startswith('UPDATE "orders_order"')
+        assert "; INSERT INTO audit_auditevent" in statement
+    else:  # SQLite runs one statement per call: the write, then the event
         assert [w.split()[0] for w in writes] == ["UPDATE", "INSERT"]
     event = AuditEvent.objects.get(action="order.update")
     assert event.changes == {"address": ["Moscow", "Tver"]}
     assert Order.objects.get(pk=order.pk).address == "Tver"
 
 
-def test_no_event_when_the_version_check_refuses_the_write(order: Order) -> None:
+def test_a_refused_write_rolls_its_event_back(order: Order) -> None:
     before = AuditEvent.objects.count()
     with transaction.atomic():
-        # No rollback helps here: the statement itself must not write the event.
         assert record(order, order.version + 5) == 0
-        assert AuditEvent.objects.count() == before
+        # The event travelled with the UPDATE: only the rollback takes it back.
+        assert transaction.get_rollback()
+    assert AuditEvent.objects.count() == before
+    assert Order.objects.get(pk=order.pk).address == "Moscow"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_an_atomic_block_it_refuses_before_writing(order: Order) -> None:
+    before = AuditEvent.objects.count()
+    with pytest.raises(TransactionManagementError, match="atomic"):
+        record(order, order.version)
+    assert AuditEvent.objects.count() == before
     assert Order.objects.get(pk=order.pk).address == "Moscow"
 
 
 def test_the_event_holds_what_record_event_writes(order: Order) -> None:
-    with context():
+    with context(), transaction.atomic():
         assert record(order, order.version) == 1
         record_event(
             "order.test",
@@ -94,7 +105,8 @@ def test_the_event_holds_what_record_event_writes(order: Order) -> None:
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")  # SQLite does not check lengths
-def test_an_overlong_action_is_refused_not_cut(order: Order) -> None:
+def test_an_event_the_database_refuses_leaves_the_edit_unwritten(order: Order) -> None:
+    # The UPDATE runs first in the same message: the failed INSERT must take it back.
     with pytest.raises(DataError), transaction.atomic():
         record(order, order.version, action="order." + "x" * 64)
     assert Order.objects.get(pk=order.pk).address == "Moscow"
