@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/queue_claims.py
 	$(BIN)/python benchmarks/order_list.py
 	$(BIN)/python benchmarks/audit_cost.py
+	$(BIN)/python benchmarks/audit_write_parts.py
 	$(BIN)/python benchmarks/request_security.py
 
 clean:
