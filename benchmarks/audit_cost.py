@@ -792,7 +792,9 @@ def noprobe_function(source: str) -> str | None:
     """The product's bypass function without the probe for the application's event: what
     a trigger that records every write itself (with the request's context) would run."""
     start = source.find("    -- Did the application record")
-    end = source.find("    IF TG_OP <> 'INSERT' THEN old_row", start)
+    end = source.find("    sealed := string_to_array(TG_ARGV[3]", start)  # the diff's set-up
+    if end < 0:
+        end = source.find("    IF TG_OP <> 'INSERT' THEN old_row", start)
     if not probes_first(source):
         end = source.find("    -- Key rotation")
     if min(start, end) < 0 or end < start:

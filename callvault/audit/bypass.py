@@ -274,8 +274,8 @@ CREATE OR REPLACE FUNCTION callvault_audit_bypass() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     obj_type text := TG_ARGV[0];
-    sealed text[] := string_to_array(TG_ARGV[3], ',');
-    ignored text[] := string_to_array(TG_ARGV[4], ',');
+    sealed text[];
+    ignored text[];
     old_row jsonb;
     new_row jsonb;
     cur jsonb;
@@ -300,41 +300,61 @@ BEGIN
     IF TG_ARGV[2] <> '' THEN
         project := (cur ->> TG_ARGV[2])::bigint;
     END IF;
-    -- The other projects first: a call token names none of its own, and its events are
-    -- filed under its call's. The sources in use are spelled out: plpgsql keeps the plans
-    -- of static statements, and an EXECUTE is planned on every call (it was most of the
-    -- token lookup's trigger time: docs/benchmarks.md).
-    source_table := split_part(TG_ARGV[5], '.', 1);
-    source_column := split_part(TG_ARGV[5], '.', 2);
-    IF source_table = 'telephony_call' AND source_column = 'id' THEN
-        SELECT array_agg(project_id) INTO more FROM telephony_call WHERE id = obj_id::bigint;
-    ELSIF source_table = 'accounts_membership' AND source_column = 'user_id' THEN
-        SELECT array_agg(project_id) INTO more FROM accounts_membership
-        WHERE user_id = obj_id::bigint;
-    ELSIF source_table <> '' THEN
-        EXECUTE format('SELECT array_agg(project_id) FROM %I WHERE %I = $1',
-                       source_table, source_column)
-            INTO more USING obj_id::bigint;
-    END IF;
-    projects := COALESCE(more, '{}') || project;
-
     -- Did the application record this object in this transaction? Newest first: its own
     -- event is the object's latest, so the backward walk of audit_object_idx stops there.
-    FOREACH p IN ARRAY projects LOOP
-        IF p IS NULL THEN
+    IF TG_ARGV[5] = '' THEN
+        -- Most tables: the row's own project (or none) is where the event is filed. One
+        -- probe and nothing else first: the application's writes all stop here, and the
+        -- steps below cost as much as the probe (docs/benchmarks.md, audit cost).
+        IF project IS NULL THEN
             PERFORM 1 FROM audit_auditevent
             WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
               AND txid = txid_current() AND actor_kind <> 'unattributed'
             ORDER BY id DESC LIMIT 1;
         ELSE
             PERFORM 1 FROM audit_auditevent
-            WHERE project_id = p AND object_type = obj_type AND object_id = obj_id
+            WHERE project_id = project AND object_type = obj_type AND object_id = obj_id
               AND txid = txid_current() AND actor_kind <> 'unattributed'
             ORDER BY id DESC LIMIT 1;
         END IF;
         IF FOUND THEN RETURN NULL; END IF;
-    END LOOP;
+    ELSE
+        -- The other projects first: a call token names none of its own, and its events
+        -- are filed under its call's. The sources in use are spelled out: plpgsql keeps the
+        -- plans of static statements, and an EXECUTE is planned on every call (it was most
+        -- of the token lookup's trigger time: docs/benchmarks.md).
+        source_table := split_part(TG_ARGV[5], '.', 1);
+        source_column := split_part(TG_ARGV[5], '.', 2);
+        IF source_table = 'telephony_call' AND source_column = 'id' THEN
+            SELECT array_agg(project_id) INTO more FROM telephony_call
+            WHERE id = obj_id::bigint;
+        ELSIF source_table = 'accounts_membership' AND source_column = 'user_id' THEN
+            SELECT array_agg(project_id) INTO more FROM accounts_membership
+            WHERE user_id = obj_id::bigint;
+        ELSE
+            EXECUTE format('SELECT array_agg(project_id) FROM %I WHERE %I = $1',
+                           source_table, source_column)
+                INTO more USING obj_id::bigint;
+        END IF;
+        projects := COALESCE(more, '{}') || project;
+        FOREACH p IN ARRAY projects LOOP
+            IF p IS NULL THEN
+                PERFORM 1 FROM audit_auditevent
+                WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
+                  AND txid = txid_current() AND actor_kind <> 'unattributed'
+                ORDER BY id DESC LIMIT 1;
+            ELSE
+                PERFORM 1 FROM audit_auditevent
+                WHERE project_id = p AND object_type = obj_type AND object_id = obj_id
+                  AND txid = txid_current() AND actor_kind <> 'unattributed'
+                ORDER BY id DESC LIMIT 1;
+            END IF;
+            IF FOUND THEN RETURN NULL; END IF;
+        END LOOP;
+    END IF;
 
+    sealed := string_to_array(TG_ARGV[3], ',');
+    ignored := string_to_array(TG_ARGV[4], ',');
     IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD) - ignored; END IF;
     IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW) - ignored; END IF;
     FOR col IN SELECT jsonb_object_keys(COALESCE(new_row, old_row)) LOOP
@@ -404,7 +424,7 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
-def _pg_install(table: str, spec: AuditedTable) -> list[str]:
+def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[str]:
     args = ", ".join(
         _literal(a)
         for a in (
@@ -419,9 +439,16 @@ def _pg_install(table: str, spec: AuditedTable) -> list[str]:
     )
     # UPDATE has its own trigger so that a change to bookkeeping only (a renewed hold, a
     # key's last use) is dropped at once instead of queuing a deferred call for the commit.
-    if spec.ignored_columns:
-        ignored = "ARRAY[" + ", ".join(_literal(c) for c in spec.ignored_columns) + "]"
-        unchanged = f"(to_jsonb(OLD) - {ignored}) IS DISTINCT FROM (to_jsonb(NEW) - {ignored})"
+    # The row is compared with NEW whose bookkeeping is put back to OLD's: it names no
+    # watched column, so a column added later is watched without reinstalling, and it costs
+    # half of comparing two to_jsonb() of the rows (docs/benchmarks.md, audit cost). Only the
+    # bookkeeping columns the table has now are named (a migration that adds one reinstalls
+    # the triggers, as SQLite needs anyway); one left out, or a value that did not survive the
+    # trip through jsonb, would only queue a call that finds no change to record.
+    present = [c for c in spec.ignored_columns if c in columns]
+    if present:
+        kept = ", ".join(f"{_literal(c)}, OLD.{_ident(c)}" for c in present)
+        unchanged = f"OLD IS DISTINCT FROM jsonb_populate_record(NEW, jsonb_build_object({kept}))"
     else:
         unchanged = "OLD.* IS DISTINCT FROM NEW.*"
     if spec.attested_update:
@@ -451,7 +478,7 @@ def _pg_install(table: str, spec: AuditedTable) -> list[str]:
 SQLITE_MAX_COLUMNS = 60  # json_object takes at most 127 arguments
 
 
-def _sqlite_columns(table: str) -> list[str]:
+def _table_columns(table: str) -> list[str]:
     with connection.cursor() as cursor:
         return [col.name for col in connection.introspection.get_table_description(cursor, table)]
 
@@ -537,8 +564,9 @@ def install_sql(
     columns: Sequence[str] | None = None,
 ) -> list[str]:
     """The statements that install the bypass triggers on one table (PostgreSQL: the shared
-    function must exist, see PG_FUNCTIONS). On SQLite the trigger names every column, read
-    from the default database unless `columns` is given."""
+    function must exist, see PG_FUNCTIONS). On SQLite the trigger names every column, on
+    PostgreSQL the bookkeeping ones the table has: read from the default database unless
+    `columns` is given."""
     spec = AuditedTable(
         table,
         object_type,
@@ -551,9 +579,9 @@ def install_sql(
         attested_update=attested_update,
     )
     if vendor == "postgresql":
-        return _pg_install(table, spec)
+        return _pg_install(table, spec, list(columns or _table_columns(table)))
     if vendor == "sqlite":
-        return _sqlite_install(table, spec, list(columns or _sqlite_columns(table)))
+        return _sqlite_install(table, spec, list(columns or _table_columns(table)))
     raise ValueError(f"no bypass triggers for {vendor}")
 
 
@@ -588,10 +616,8 @@ def reinstall(schema_editor: Any, *tables: str) -> None:
     """Migration step: (re)install the triggers of the named audited tables."""
     conn = schema_editor.connection
     for table in tables:
-        columns = None
-        if conn.vendor == "sqlite":
-            with conn.cursor() as cursor:
-                columns = [c.name for c in conn.introspection.get_table_description(cursor, table)]
+        with conn.cursor() as cursor:
+            columns = [c.name for c in conn.introspection.get_table_description(cursor, table)]
         for statement in drop_sql(conn.vendor, table) + spec_sql(
             conn.vendor, audited_table(table), columns
         ):

@@ -181,6 +181,63 @@ def test_bookkeeping_changes_record_nothing(order, project, api_key, operator):
     assert unattributed("project", project.pk) == []
 
 
+def bypass_calls() -> int:
+    """How often the bypass function has run in this database (track_functions = 'pl')."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            "SELECT COALESCE(sum(calls), 0) FROM pg_stat_user_functions "
+            "WHERE funcname = 'callvault_audit_bypass'"
+        )
+        (calls,) = cursor.fetchone()
+    return int(calls)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_bookkeeping_alone_queues_no_call_for_the_commit(order, project, api_key, operator):
+    # The update triggers' WHEN drops these at once: the hold, the queue position, the
+    # version, a key's last use, the order counter, a login. Their values go through jsonb
+    # and back in the WHEN; one that did not come back equal would queue a call here.
+    sql("SET track_functions = 'pl'")
+    before = bypass_calls()
+    sql(
+        "UPDATE orders_order SET locked_by_id = %s, locked_until = now() + interval '5 min', "
+        "queue_rank = queue_rank + 1, version = version + 1, updated_at = now() WHERE id = %s",
+        [operator.user_id, order.pk],
+    )
+    sql("UPDATE accounts_apikey SET last_used_at = now() WHERE project_id = %s", [project.pk])
+    sql("UPDATE accounts_project SET order_seq = order_seq + 1 WHERE id = %s", [project.pk])
+    sql("UPDATE accounts_user SET last_login = now() WHERE id = %s", [operator.user_id])
+    assert bypass_calls() == before
+
+    sql("UPDATE orders_order SET attempts = attempts + 1 WHERE id = %s", [order.pk])
+    assert bypass_calls() == before + 1
+
+
+def test_a_change_beside_bookkeeping_is_recorded_without_the_bookkeeping(order, operator):
+    sql(
+        "UPDATE orders_order SET customer_name = 'Somebody Else', locked_by_id = %s, "
+        "queue_rank = queue_rank + 1, version = version + 1 WHERE id = %s",
+        [operator.user_id, order.pk],
+    )
+
+    (event,) = unattributed("order", order.pk)
+    assert event.changes == {"customer_name": ["Ivan Petrov", "Somebody Else"]}
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_column_added_later_is_watched_without_reinstalling(order):
+    # SQLite's triggers name their columns, and a migration that adds one reinstalls them;
+    # PostgreSQL's name only the bookkeeping, so a new column is watched as it comes.
+    sql("ALTER TABLE orders_order ADD COLUMN bench_note text")
+    try:
+        sql("UPDATE orders_order SET bench_note = 'moved' WHERE id = %s", [order.pk])
+        (event,) = unattributed("order", order.pk)
+        assert event.changes == {"bench_note": [None, "moved"]}
+    finally:
+        sql("ALTER TABLE orders_order DROP COLUMN bench_note")
+
+
 def test_a_raw_password_change_is_recorded_as_changed_and_a_login_is_not(operator):
     user = operator.user
     sql("UPDATE accounts_user SET last_login = %s WHERE id = %s", [timezone.now(), user.pk])
