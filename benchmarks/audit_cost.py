@@ -15,7 +15,7 @@ operation as its middleware would. It is timed for each recorder on the same tab
   inside `set_actor(user, remote_addr=...)`), django-pghistory (`pghistory.track()`, without
   and inside `pghistory.context(user=..., url=...)`; PostgreSQL only);
 - callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE and its event
-  through `callvault.audit.recorder.update_recorded` (one statement on PostgreSQL) under a full
+  through `callvault.audit.recorder.update_recorded` (one round trip on PostgreSQL) under a full
   audit context (actor, IP, user agent, a new request id per operation), on a table without
   and (once `callvault/audit/bypass.py` exists) with the bypass trigger; beside it the same
   as two statements, `QuerySet.update()` and then `record_event`, as the actions wrote before;
