@@ -300,29 +300,12 @@ BEGIN
     IF TG_ARGV[2] <> '' THEN
         project := (cur ->> TG_ARGV[2])::bigint;
     END IF;
-    -- Did the application record this object in this transaction? Newest first: its own
-    -- event is the object's latest, so the backward walk of audit_object_idx stops there.
-    IF TG_ARGV[5] = '' THEN
-        -- Most tables: the row's own project (or none) is where the event is filed. One
-        -- probe and nothing else first: the application's writes all stop here, and the
-        -- steps below cost as much as the probe (docs/benchmarks.md, audit cost).
-        IF project IS NULL THEN
-            PERFORM 1 FROM audit_auditevent
-            WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
-              AND txid = txid_current() AND actor_kind <> 'unattributed'
-            ORDER BY id DESC LIMIT 1;
-        ELSE
-            PERFORM 1 FROM audit_auditevent
-            WHERE project_id = project AND object_type = obj_type AND object_id = obj_id
-              AND txid = txid_current() AND actor_kind <> 'unattributed'
-            ORDER BY id DESC LIMIT 1;
-        END IF;
-        IF FOUND THEN RETURN NULL; END IF;
-    ELSE
-        -- The other projects first: a call token names none of its own, and its events
-        -- are filed under its call's. The sources in use are spelled out: plpgsql keeps the
-        -- plans of static statements, and an EXECUTE is planned on every call (it was most
-        -- of the token lookup's trigger time: docs/benchmarks.md).
+    -- The other projects first: a call token names none of its own, and its events are
+    -- filed under its call's. Only those two tables look them up; every other table goes
+    -- straight to the probe. The sources in use are spelled out: plpgsql keeps the plans of
+    -- static statements, and an EXECUTE is planned on every call (it was most of the token
+    -- lookup's trigger time: docs/benchmarks.md).
+    IF TG_ARGV[5] <> '' THEN
         source_table := split_part(TG_ARGV[5], '.', 1);
         source_column := split_part(TG_ARGV[5], '.', 2);
         IF source_table = 'telephony_call' AND source_column = 'id' THEN
@@ -336,22 +319,26 @@ BEGIN
                            source_table, source_column)
                 INTO more USING obj_id::bigint;
         END IF;
-        projects := COALESCE(more, '{}') || project;
-        FOREACH p IN ARRAY projects LOOP
-            IF p IS NULL THEN
-                PERFORM 1 FROM audit_auditevent
-                WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
-                  AND txid = txid_current() AND actor_kind <> 'unattributed'
-                ORDER BY id DESC LIMIT 1;
-            ELSE
-                PERFORM 1 FROM audit_auditevent
-                WHERE project_id = p AND object_type = obj_type AND object_id = obj_id
-                  AND txid = txid_current() AND actor_kind <> 'unattributed'
-                ORDER BY id DESC LIMIT 1;
-            END IF;
-            IF FOUND THEN RETURN NULL; END IF;
-        END LOOP;
     END IF;
+    projects := COALESCE(more, '{}') || project;
+
+    -- Did the application record this object in this transaction? Newest first: its own
+    -- event is the object's latest, so the backward walk of audit_object_idx stops there.
+    -- The diff's set-up comes after it: the application's writes all stop here.
+    FOREACH p IN ARRAY projects LOOP
+        IF p IS NULL THEN
+            PERFORM 1 FROM audit_auditevent
+            WHERE project_id IS NULL AND object_type = obj_type AND object_id = obj_id
+              AND txid = txid_current() AND actor_kind <> 'unattributed'
+            ORDER BY id DESC LIMIT 1;
+        ELSE
+            PERFORM 1 FROM audit_auditevent
+            WHERE project_id = p AND object_type = obj_type AND object_id = obj_id
+              AND txid = txid_current() AND actor_kind <> 'unattributed'
+            ORDER BY id DESC LIMIT 1;
+        END IF;
+        IF FOUND THEN RETURN NULL; END IF;
+    END LOOP;
 
     sealed := string_to_array(TG_ARGV[3], ',');
     ignored := string_to_array(TG_ARGV[4], ',');

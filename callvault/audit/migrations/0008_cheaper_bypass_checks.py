@@ -3,8 +3,9 @@
 Two changes that leave what is recorded as it was (docs/benchmarks.md, audit cost, "Where
 the database's share goes"):
 
-- the bypass function probes for the application's event before anything else on the tables
-  whose rows name their own project (all but call tokens and users);
+- the bypass function probes for the application's event before it sets up the diff, and
+  looks up other projects only for the tables whose rows name none of their own (call tokens
+  and users);
 - the update trigger of a table with bookkeeping columns compares the row with NEW whose
   bookkeeping is put back to OLD's, instead of two `to_jsonb()` of the whole row.
 

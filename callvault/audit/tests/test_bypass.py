@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -21,18 +20,13 @@ from callvault.audit.bypass import AUDITED_TABLES, sweep_pending_changes
 from callvault.audit.context import Actor, acting_as
 from callvault.audit.models import ActorKind, AuditEvent, PendingChange
 from callvault.audit.recorder import record_event
+from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.actions import do_add_item, do_change_status, do_update_order
 from callvault.orders.models import Order, Product, Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PHONE_LIKE = re.compile(r"\d(?:[\s().-]*\d){6,}")
-
-
-def sql(statement: str, params: list[Any] | None = None) -> None:
-    """One statement in its own transaction, as a database console would run it."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params or [])
 
 
 def unattributed(object_type: str, object_id: object) -> list[AuditEvent]:
@@ -179,18 +173,6 @@ def test_bookkeeping_changes_record_nothing(order, project, api_key, operator):
     assert unattributed("order", order.pk) == []
     assert unattributed("api_key", ApiKey.objects.get(project=project).pk) == []
     assert unattributed("project", project.pk) == []
-
-
-def bypass_calls() -> int:
-    """How often the bypass function has run in this database (track_functions = 'pl')."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_force_next_flush()")
-        cursor.execute(
-            "SELECT COALESCE(sum(calls), 0) FROM pg_stat_user_functions "
-            "WHERE funcname = 'callvault_audit_bypass'"
-        )
-        (calls,) = cursor.fetchone()
-    return int(calls)
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")

@@ -28,17 +28,24 @@ def context() -> Any:
     )
 
 
+def event_of(order: Order) -> dict[str, Any]:
+    """The event both recorders are given in these tests."""
+    return {
+        "project_id": order.project_id,
+        "object_type": "order",
+        "object_id": order.pk,
+        "object_repr": str(order),
+        "changes": {"address": ["Moscow", "Tver"]},
+        "extra": {"reason": "asked by the customer", "when": order.created_at},
+    }
+
+
 def record(order: Order, version: int, action: str = "order.test") -> int:
     return update_recorded(
         Order.objects.filter(pk=order.pk, version=version),
         {"address": "Tver", "version": version + 1},
         action,
-        project_id=order.project_id,
-        object_type="order",
-        object_id=order.pk,
-        object_repr=str(order),
-        changes={"address": ["Moscow", "Tver"]},
-        extra={"reason": "asked by the customer", "when": order.created_at},
+        **event_of(order),
     )
 
 
@@ -84,15 +91,7 @@ def test_outside_an_atomic_block_it_refuses_before_writing(order: Order) -> None
 def test_the_event_holds_what_record_event_writes(order: Order) -> None:
     with context(), transaction.atomic():
         assert record(order, order.version) == 1
-        record_event(
-            "order.test",
-            project_id=order.project_id,
-            object_type="order",
-            object_id=order.pk,
-            object_repr=str(order),
-            changes={"address": ["Moscow", "Tver"]},
-            extra={"reason": "asked by the customer", "when": order.created_at},
-        )
+        record_event("order.test", **event_of(order))
     together, alone = AuditEvent.objects.filter(action="order.test").order_by("id")
     for column in RECORDED_COLUMNS:
         if column == "created_at":

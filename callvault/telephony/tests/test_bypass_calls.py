@@ -7,14 +7,13 @@ Transactional tests: on PostgreSQL the triggers are deferred and fire only at a 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.db import connection, transaction
 
 from callvault.accounts.models import Membership
 from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.models import Order
 from callvault.telephony.models import Call, CallToken, Pbx, SipAccount
 from callvault.telephony.tests.call_support import (
@@ -31,11 +30,6 @@ from callvault.telephony.tests.call_support import (
 __all__ = ["bobs_phone", "mine", "pbx", "sip_project"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sql(statement: str, params: list[Any]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
 
 
 def unattributed(object_type: str) -> list[AuditEvent]:
@@ -85,33 +79,21 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-def _bypass_calls() -> int:
-    """How often the bypass function has run in this database (track_functions is on)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_force_next_flush()")
-        cursor.execute(
-            "SELECT COALESCE(sum(calls), 0) FROM pg_stat_user_functions "
-            "WHERE funcname = 'callvault_audit_bypass'"
-        )
-        (calls,) = cursor.fetchone()
-    return int(calls)
-
-
 @postgresql_only
 def test_the_lookups_spend_queues_no_bypass_call(
     pbx: tuple[Pbx, str], bobs_phone: SipAccount, operator: Membership, mine: Order
 ) -> None:
     token = token_of(press_call(operator, mine))
     sql("SET track_functions = 'pl'", [])
-    before = _bypass_calls()
+    before = bypass_calls()
     assert resolve(pbx[1], token).status_code == 200
-    assert _bypass_calls() == before
+    assert bypass_calls() == before
     assert Call.objects.get().state == "dialing"
     assert AuditEvent.objects.filter(action="call.dial").count() == 1
     # The same spend by SQL, unattested, does run it (and is recorded).
     row = CallToken.objects.get()
     sql("UPDATE telephony_calltoken SET used_at = NULL WHERE id = %s", [row.pk])
-    assert _bypass_calls() > before
+    assert bypass_calls() > before
 
 
 @postgresql_only
