@@ -48,7 +48,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -370,6 +369,7 @@ def build_world(vendor: str) -> World:
     bypass = load_bypass()
     if bypass is not None:
         install_bypass(bypass, vendor, peers.CallvaultOrder._meta.db_table)
+        install_bypass(bypass, vendor, peers.CallvaultUntriggeredOrder._meta.db_table, check=False)
     tables = {m._meta.db_table for m in models.values()} | {order._meta.db_table}
     tables.add("audit_auditevent")
     return World(vendor, user, rows, order, bypass, {t: table_triggers(t) for t in tables})
@@ -385,28 +385,29 @@ def load_bypass() -> Any:
         return None
 
 
-def install_bypass(bypass: Any, vendor: str, table: str) -> None:
-    """The product's bypass trigger on one of the peers' tables."""
+def install_bypass(bypass: Any, vendor: str, table: str, *, check: bool = True) -> None:
+    """The product's triggers on one of the peers' tables, as its spec of orders_order: the
+    mask is sealed, the version and update time are bookkeeping, the edits carry their
+    events (the table is added to AUDITED_TABLES in this process, so update_recorded takes
+    it). `check=False`: only the trigger that writes the carried events, not the bypass
+    check."""
     from django.db import connection, transaction
 
-    statements = bypass_sql(bypass, vendor, table)
+    spec = bypass.AuditedTable(
+        table,
+        "benchorder",
+        "project_id",
+        sealed_columns=("phone_mask",),
+        ignored_columns=("version", "updated_at"),
+        recorded_updates=True,
+    )
+    bypass.AUDITED_TABLES = (*bypass.AUDITED_TABLES, spec)
+    statements: list[str] = bypass.spec_sql(vendor, spec)
+    if not check:
+        statements = [s for s in statements if f"{table}_recorded_update" in s]
     with transaction.atomic(), connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
-
-
-def bypass_sql(bypass: Any, vendor: str, table: str) -> list[str]:
-    """install_sql for a peers' table, as the product's spec of orders_order: the mask is
-    sealed, the version and update time are bookkeeping."""
-    statements: list[str] = bypass.install_sql(
-        vendor,
-        table,
-        object_type="benchorder",
-        project_column="project_id",
-        sealed_columns=("phone_mask",),
-        ignored_columns=("version", "updated_at"),
-    )
-    return statements
 
 
 def table_triggers(table: str) -> list[str]:
@@ -610,6 +611,12 @@ def order_variants(world: World) -> list[Variant]:
     def on() -> None:
         order_triggers(world, on=True)
 
+    def check_off() -> None:
+        order_triggers(world, on=False, check_only=True)
+
+    def check_on() -> None:
+        order_triggers(world, on=True, check_only=True)
+
     return [
         Variant(
             "order_plain", "Order: plain save(), no trigger", "order", plain_save(order), off, on
@@ -620,8 +627,8 @@ def order_variants(world: World) -> list[Variant]:
             "Order: do_update_order, bypass trigger off",
             "order",
             action,
-            off,
-            on,
+            check_off,
+            check_on,
         ),
         Variant(
             "order_action_norecord",
@@ -634,13 +641,16 @@ def order_variants(world: World) -> list[Variant]:
     ]
 
 
-def order_triggers(world: World, *, on: bool) -> None:
-    """The real Order table's bypass triggers on or off (off for the unaudited baselines:
-    a plain save() would otherwise be recorded by the trigger as a write outside the app)."""
+def order_triggers(world: World, *, on: bool, check_only: bool = False) -> None:
+    """The real Order table's triggers on or off (off for the unaudited baselines: a plain
+    save() would otherwise be recorded by the trigger as a write outside the app).
+    `check_only`: the bypass check only; the trigger that writes the carried events stays."""
     from django.db import connection
 
     table = world.order._meta.db_table
-    names = world.triggers.get(table, [])
+    names = [
+        n for n in world.triggers.get(table, []) if not check_only or "_recorded_update" not in n
+    ]
     if not names:
         return
     with connection.cursor() as cursor:
@@ -760,142 +770,10 @@ def sql_hooks(create: str, drop: str) -> tuple[Callable[[], None], Callable[[], 
     return run(create), run(drop)
 
 
-CHECKFIRST_FUNCTION = "bench_bypass_checkfirst"
-
-
-def probes_first(source: str) -> bool:
-    """Whether the product's bypass function already probes for the application's event
-    before it diffs the row (it did not when this benchmark was written)."""
-    probe, loop = source.find("-- Did the application record"), source.find("FOR col IN")
-    return 0 <= probe < loop
-
-
-def checkfirst_function(source: str) -> str | None:
-    """PostgreSQL prototype: the product's bypass function with its "did the application
-    record this object in this transaction?" probe moved before the column-by-column diff,
-    which the common case (the application did record it) then never computes. None if the
-    product's function no longer has the expected shape."""
-    if probes_first(source):
-        return source.replace("callvault_audit_bypass()", f"{CHECKFIRST_FUNCTION}()", 1)
-    start = source.find("    obj_id := cur ->> TG_ARGV[1];")
-    end = source.find("    -- Key rotation")
-    anchor = "    cur := COALESCE(new_row, old_row);\n"
-    if min(start, end, source.find(anchor)) < 0 or end < start:
-        return None
-    probe = source[start:end]
-    body = source[:start] + source[end:]
-    body = body.replace(anchor, anchor + probe, 1)
-    return body.replace("callvault_audit_bypass()", f"{CHECKFIRST_FUNCTION}()", 1)
-
-
-def noprobe_function(source: str) -> str | None:
-    """The product's bypass function without the probe for the application's event: what
-    a trigger that records every write itself (with the request's context) would run."""
-    start = source.find("    -- Did the application record")
-    end = source.find("    sealed := string_to_array(TG_ARGV[3]", start)  # the diff's set-up
-    if end < 0:
-        end = source.find("    IF TG_OP <> 'INSERT' THEN old_row", start)
-    if not probes_first(source):
-        end = source.find("    -- Key rotation")
-    if min(start, end) < 0 or end < start:
-        return None
-    body = source[:start] + source[end:]
-    return body.replace("callvault_audit_bypass()", f"{CHECKFIRST_FUNCTION}()", 1)
-
-
-def checkfirst_hooks(
-    world: World, *, lean: bool = False, noprobe: bool = False
-) -> tuple[Callable[[], None], Callable[[], None]] | None:
-    """enter/leave hooks that swap the target table's bypass triggers to the prototype
-    function; `lean` also drops SECURITY DEFINER / SET search_path from the function (a
-    per-call configuration push and pop) and compares the watched columns in the UPDATE
-    trigger's WHEN as a row of columns instead of two to_jsonb() of the whole row."""
-    from django.db import connection
-
-    if world.bypass is None:
-        return None
-    make = noprobe_function if noprobe else checkfirst_function
-    function = make(world.bypass.PG_BYPASS_FUNCTION)
-    if function is None:
-        print("   (bypass function changed shape: no trigger prototype)")
-        return None
-    name = CHECKFIRST_FUNCTION + ("_noprobe" if noprobe else "") + ("_lean" if lean else "")
-    function = function.replace(f"{CHECKFIRST_FUNCTION}()", f"{name}()", 1)
-    if lean:
-        function = function.replace("SECURITY DEFINER SET search_path FROM CURRENT ", "", 1)
-    table = world.rows["callvault_trigger"]._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(function)
-        watched = [
-            c.name
-            for c in connection.introspection.get_table_description(cursor, table)
-            if c.name not in ("version", "updated_at")
-        ]
-    original = bypass_sql(world.bypass, world.vendor, table)
-    swapped = [sql.replace(f"{world.bypass.PG_FUNCTION}(", f"{name}(") for sql in original]
-    if lean:
-        old = ", ".join(f"OLD.{c}" for c in watched)
-        new = ", ".join(f"NEW.{c}" for c in watched)
-        swapped = [
-            re.sub(r"WHEN \(.*\) EXECUTE", f"WHEN (({old}) IS DISTINCT FROM ({new})) EXECUTE", sql)
-            for sql in swapped
-        ]
-
-    def install(statements: list[str]) -> Callable[[], None]:
-        def hook() -> None:
-            with connection.cursor() as cursor:
-                for sql in world.bypass.drop_sql(world.vendor, table) + statements:
-                    cursor.execute(sql)
-
-        return hook
-
-    return install(swapped), install(original)
-
-
-def trigger_records_step(world: World, obj: Any) -> Callable[[int], None]:
-    """PostgreSQL prototype of recording in the database, as pghistory does: the request's
-    context travels with each statement as transaction-local settings (pghistory.context's
-    set_config prefix stands in for callvault's own), the row is saved without any
-    application INSERT, and the bypass trigger writes the event with the diff it computes
-    anyway (the product's function without its probe for an application event, installed
-    for this prototype only). It writes it as "unattributed"; reading actor, IP and
-    request id from the settings instead would cost a few current_setting() calls."""
-    import pghistory
-
-    save = plain_save(obj)
-    context = {
-        "user": world.user.pk,
-        "ip": CLIENT_IP,
-        "user_agent": USER_AGENT,
-        "url": EDIT_URL,
-    }
-
-    def step(i: int) -> None:
-        with pghistory.context(request_id=f"{i:032x}", **context):
-            save(i)
-
-    return step
-
-
-def proto_prepared(action: str, **kwargs: Any) -> None:
-    """The same row through a server-side-binding psycopg cursor, prepared once per connection."""
-    import psycopg
-    from django.db import connection
-
-    params = _event_params(action, **kwargs)
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(PREPARED_INSERT, params, prepare=True)
-
-
-# Server-side binding sends typed parameters: JSON text must be cast, the address too.
-PREPARED_INSERT = (
-    f"INSERT INTO audit_auditevent ({', '.join(AUDIT_COLUMNS)}) "  # noqa: S608 (constants)
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::inet, %s, %s)"
-)
-
-
 def prototype_variants(world: World, target: Any) -> list[Variant]:
-    """Prototypes of a cheaper record_event (same columns, same values) on the target table."""
+    """Prototypes of a cheaper record_event (same columns, same values) on the target table.
+    (PostgreSQL's earlier prototypes, a trigger that probes first and one that writes the
+    event itself, were built: docs/benchmarks.md, audit cost.)"""
     out = [
         Variant(
             "proto_raw",
@@ -904,53 +782,7 @@ def prototype_variants(world: World, target: Any) -> list[Variant]:
             callvault_save(world, target, proto_raw),
         )
     ]
-    if world.vendor == "postgresql":
-        out.append(
-            Variant(
-                "proto_prepared",
-                "proto: raw INSERT, prepared statement",
-                "shape",
-                callvault_save(world, target, proto_prepared),
-            )
-        )
-        from callvault.audit.recorder import record_event
-
-        first = world.bypass is not None and probes_first(world.bypass.PG_BYPASS_FUNCTION)
-        for lean in (False, True) if not first else (True,):
-            hooks = checkfirst_hooks(world, lean=lean)
-            if hooks is not None:
-                out.append(
-                    Variant(
-                        "proto_checkfirst" + ("_lean" if lean else ""),
-                        "proto: lean bypass trigger (see checkfirst_hooks)"
-                        if lean
-                        else "proto: bypass trigger probes before diffing",
-                        "shape",
-                        callvault_save(world, target, record_event),
-                        *hooks,
-                    )
-                )
-        if world.bypass is not None and "pghistory" in world.rows:
-            out.append(
-                Variant(
-                    "proto_trigger_records",
-                    "proto: no app INSERT, the trigger writes the event",
-                    "shape",
-                    trigger_records_step(world, target),
-                    *(checkfirst_hooks(world, noprobe=True) or (None, None)),
-                )
-            )
-        if hooks is not None:  # the lean trigger with the prepared INSERT
-            out.append(
-                Variant(
-                    "proto_best",
-                    "proto: prepared INSERT + lean probing-first trigger",
-                    "shape",
-                    callvault_save(world, target, proto_prepared),
-                    *hooks,
-                )
-            )
-    else:
+    if world.vendor == "sqlite":
         enter, leave = sql_hooks(SQLITE_CLAIM_TRIGGER, "DROP TRIGGER bench_audit_claim")
         out.append(
             Variant(
@@ -1059,12 +891,24 @@ SERVER_CONTEXT = """
     PERFORM set_config('pghistory.context_id', gen_random_uuid()::text, true),
         set_config('pghistory.context_metadata', '{{"user": 1, "url": "/p/bench/"}}', true);
 """
+# What update_recorded's WHERE sets: the event as JSON and the row's key.
+SERVER_CARRIED = """
+    PERFORM set_config('callvault.event', '{{"created_at": "' || now() || '", "actor_kind":
+        "member", "actor_id": "1", "actor_name": "bench-bob", "action": "order.update",
+        "object_repr": "#{pk}", "changes": {{"address": ["a", "' || i || '"]}}, "extra": {{}},
+        "ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "request_id": "' || md5(i::text)
+        || '"}}', true), set_config('callvault.event_key', 'benchorder:{project}:{pk}', true);
+"""
 
 
-def server_loop(table: str, pk: int, project: int, ops: int, *, event: bool, ctx: bool) -> str:
+def server_loop(
+    table: str, pk: int, project: int, ops: int, *, event: bool, ctx: bool, carried: bool
+) -> str:
     """A DO block committing `ops` single-row updates (each with its audit INSERT when
-    `event`, each inside a pghistory context when `ctx`): the server's work with no client."""
+    `event`, each inside a pghistory context when `ctx`, each carrying its event as
+    update_recorded's statement does when `carried`): the server's work with no client."""
     body = SERVER_CONTEXT if ctx else ""
+    body += SERVER_CARRIED.format(project=project, pk=pk) if carried else ""
     body += f"UPDATE {table} SET address = i::text || ' Lenina St', updated_at = now() "  # noqa: S608 (our ids)
     body += f"WHERE id = {pk};"
     if event:
@@ -1077,55 +921,37 @@ def server_side(world: World, ops: int, rounds: int, backend: int) -> dict[str, 
     from django.db import connection
 
     rows = world.rows
-    cases: list[tuple[str, str, Any, bool, bool, Any]] = [
-        ("plain: UPDATE", "plain", None, False, False, None),
-        ("pghistory: UPDATE (its trigger)", "pghistory", None, False, False, None),
-        ("pghistory + context: set_config + UPDATE", "pghistory", None, False, True, None),
-        ("callvault: UPDATE + event INSERT, no trigger", "callvault", None, True, False, None),
+    # label, table, event INSERT, pghistory context, carried event
+    cases: list[tuple[str, str, bool, bool, bool]] = [
+        ("plain: UPDATE", "plain", False, False, False),
+        ("pghistory: UPDATE (its trigger)", "pghistory", False, False, False),
+        ("pghistory + context: set_config + UPDATE", "pghistory", False, True, False),
+        ("callvault: UPDATE + event INSERT, no bypass check", "callvault", True, False, False),
     ]
     if world.bypass is not None:
-        cases.append(
-            (
-                "callvault: UPDATE + INSERT + bypass trigger",
-                "callvault_trigger",
-                None,
-                True,
-                False,
-                None,
-            )
-        )
-        cases.append(
-            (
-                "proto: set_config + UPDATE, trigger writes it",
-                "callvault_trigger",
-                None,
-                False,
-                True,
-                checkfirst_hooks(world, noprobe=True),
-            )
-        )
-        first = probes_first(world.bypass.PG_BYPASS_FUNCTION)
-        for lean in (False, True) if not first else (True,):
-            hooks = checkfirst_hooks(world, lean=lean)
-            if hooks is not None:
-                label = "proto: lean trigger" if lean else "proto: trigger probing first"
-                cases.append((label, "callvault_trigger", None, True, False, hooks))
+        cases += [
+            ("callvault: UPDATE + INSERT + bypass check", "callvault_trigger", True, False, False),
+            ("callvault: UPDATE carries event, no check", "callvault", False, False, True),
+            ("callvault: UPDATE carries event + check", "callvault_trigger", False, False, True),
+        ]
     figures: dict[str, dict[str, list[float]]] = {c[0]: {"wall": [], "cpu": []} for c in cases}
     for rnd in range(rounds):
         shift = rnd % len(cases)
-        for label, key, _, event, ctx, hooks in cases[shift:] + cases[:shift]:
+        for label, key, event, ctx, carried in cases[shift:] + cases[:shift]:
             obj = rows[key]
-            sql = server_loop(obj._meta.db_table, obj.pk, obj.project_id, ops, event=event, ctx=ctx)
-            if hooks:
-                hooks[0]()
-            try:
-                cpu0, t0 = proc_cpu(backend), time.perf_counter()
-                with connection.cursor() as cursor:
-                    cursor.execute(sql)
-                wall, cpu = time.perf_counter() - t0, proc_cpu(backend) - cpu0
-            finally:
-                if hooks:
-                    hooks[1]()
+            sql = server_loop(
+                obj._meta.db_table,
+                obj.pk,
+                obj.project_id,
+                ops,
+                event=event,
+                ctx=ctx,
+                carried=carried,
+            )
+            cpu0, t0 = proc_cpu(backend), time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+            wall, cpu = time.perf_counter() - t0, proc_cpu(backend) - cpu0
             figures[label]["wall"].append(wall / ops * 1e6)
             figures[label]["cpu"].append(cpu / ops * 1e6)
     base = figures[cases[0][0]]
@@ -1134,7 +960,8 @@ def server_side(world: World, ops: int, rounds: int, backend: int) -> dict[str, 
     out = {}
     for label, fig in figures.items():
         row = {"wall": med(fig["wall"]), "cpu": med(fig["cpu"])}
-        row["cpu_ratio"] = row["cpu"] / med(base["cpu"])
+        # A few ops may stay under the clock's tick.
+        row["cpu_ratio"] = row["cpu"] / med(base["cpu"]) if med(base["cpu"]) else float("nan")
         out[label] = row
         print(f"   {label:<48} {row['wall']:8.0f} {row['cpu']:7.0f} {row['cpu_ratio']:5.2f}x")
     return out

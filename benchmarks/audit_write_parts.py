@@ -18,13 +18,18 @@ median of `--rounds`, `--ops` edits per round, variants in rotated order within 
    - deferred against immediate, and SECURITY DEFINER against none;
    - the shipped function against one that only probes for the application's event, reading
      the row's ids through `to_jsonb(NEW)` (as the generic function must) or statically
-     (`NEW.id`, as a function generated per table could).
+     (`NEW.id`, as a function generated per table could);
+   - and the edit as shipped since 2026-11-30: the UPDATE carries its event in two
+     transaction-local settings and the order's trigger writes it, with that trigger alone
+     and with the shipped triggers (the bypass check then skips the row).
 2. **The statements from a client**, as Django sends them (values bound client-side, one
-   transaction per edit, the order's triggers off): an empty transaction, the order's UPDATE,
-   the event's INSERT, both in two round trips (as the actions sent them before), in one
-   (as `update_recorded` sends them), and in one statement (a data-modifying WITH, tried and
-   dropped); then the same with the session's synchronous_commit off, with the event table's
-   indexes cut to the three the triggers and the timeline need, and to its key alone.
+   transaction per edit, the order's bypass triggers off, the trigger that writes carried
+   events on): an empty transaction, the order's UPDATE, the event's INSERT, both in two
+   round trips (`update()`, then `record_event`), in one (as `update_recorded` sent them
+   until 2026-11-30), the UPDATE carrying its event (as `update_recorded` sends it now), and
+   both in one statement (a data-modifying WITH, tried and dropped); then the same with the
+   session's synchronous_commit off, with the event table's indexes cut to the three the
+   triggers and the timeline need, and to its key alone.
 
 Results: docs/benchmarks.md, "Audit cost", "Where the database's share goes".
 """
@@ -77,16 +82,27 @@ PROBES = {
 }
 
 
-def loop(order: int, project: int, ops: int, *, event: bool) -> str:
-    """A DO block committing `ops` edits of one order, each with its event when `event`."""
+def loop(order: int, project: int, ops: int, *, event: str) -> str:
+    """A DO block committing `ops` edits of one order: `event` "insert" writes each edit's
+    event by its own INSERT (as record_event does), "carried" sets it for the UPDATE as
+    update_recorded's WHERE does (the order's trigger writes it), "none" writes none."""
     body = ""
-    if event:
+    if event == "insert":
         body += (
             "INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id, "  # noqa: S608 (our ids)
             "actor_name, action, object_type, object_id, object_repr, changes, extra, ip, "
             f"user_agent, request_id) VALUES (now(), {project}, 'member', '1', 'bench-bob', "
             f"'order.update', 'order', '{order}', '#1', jsonb_build_object('address', "
             "jsonb_build_array('a', i::text)), '{}', '203.0.113.7', 'Mozilla/5.0', md5(i::text));"
+        )
+    elif event == "carried":
+        body += (
+            "PERFORM set_config('callvault.event', '{\"created_at\": \"' || now() || '\", "
+            '"actor_kind": "member", "actor_id": "1", "actor_name": "bench-bob", "action": '
+            '"order.update", "object_repr": "#1", "changes": {"address": ["a", "\' || i || \'"]}, '
+            '"extra": {}, "ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "request_id": "\' '
+            "|| md5(i::text) || '\"}', true), "
+            f"set_config('callvault.event_key', 'order:{project}:{order}', true);"
         )
     body += (
         "UPDATE orders_order SET address = i::text || ' Lenina St', updated_at = now(), "  # noqa: S608
@@ -119,8 +135,11 @@ def run_child(args: argparse.Namespace) -> int:
     two_jsonb = f"(to_jsonb(OLD) - {ignored}) IS DISTINCT FROM (to_jsonb(NEW) - {ignored})"
 
     def triggers(function: str = "", *, when: str = "", deferred: bool = True) -> list[str]:
+        """The shipped bypass triggers (not the carried events' one) with a part swapped."""
         out = []
         for statement in shipped:
+            if "_recorded_update" in statement:
+                continue
             if function:
                 statement = statement.replace("callvault_audit_bypass(", function + "(")
             if when and "_bypass_update" in statement:
@@ -144,31 +163,34 @@ def run_child(args: argparse.Namespace) -> int:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone()
 
-    variants: list[tuple[str, list[str] | None, bool]] = [
-        ("UPDATE only, no trigger", None, False),
-        ("UPDATE + event INSERT, no trigger", None, True),
-        ("+ the bypass trigger as shipped", shipped, True),
-        ("+ shipped WHEN, a function doing nothing", triggers("bench_noop"), True),
-        ("+ WHEN false, a function doing nothing", triggers("bench_noop", when="false"), True),
+    carrier = [statement for statement in shipped if "_recorded_update" in statement]
+    variants: list[tuple[str, list[str] | None, str]] = [
+        ("UPDATE only, no trigger", None, "none"),
+        ("UPDATE + event INSERT, no trigger", None, "insert"),
+        ("+ the bypass trigger as shipped", shipped, "insert"),
+        ("+ shipped WHEN, a function doing nothing", triggers("bench_noop"), "insert"),
+        ("+ WHEN false, a function doing nothing", triggers("bench_noop", when="false"), "insert"),
         (
             "+ rows compared, a function doing nothing",
             triggers("bench_noop", when=CHEAP_WHEN),
-            True,
+            "insert",
         ),
         (
             "+ two to_jsonb() compared, a function doing nothing",
             triggers("bench_noop", when=two_jsonb),
-            True,
+            "insert",
         ),
-        ("+ shipped trigger, not deferred", triggers(deferred=False), True),
-        ("+ shipped function without SECURITY DEFINER", triggers("bench_nodefiner"), True),
-        ("+ shipped WHEN, probe only (ids from to_jsonb)", triggers("bench_probe_jsonb"), True),
-        ("+ shipped WHEN, probe only (ids from NEW)", triggers("bench_probe_static"), True),
+        ("+ shipped trigger, not deferred", triggers(deferred=False), "insert"),
+        ("+ shipped function without SECURITY DEFINER", triggers("bench_nodefiner"), "insert"),
+        ("+ shipped WHEN, probe only (ids from to_jsonb)", triggers("bench_probe_jsonb"), "insert"),
+        ("+ shipped WHEN, probe only (ids from NEW)", triggers("bench_probe_static"), "insert"),
         (
             "+ rows compared, probe only (ids from NEW)",
             triggers("bench_probe_static", when=CHEAP_WHEN),
-            True,
+            "insert",
         ),
+        ("UPDATE carrying its event, its trigger only", carrier, "carried"),
+        ("UPDATE carrying its event, triggers as shipped", shipped, "carried"),
     ]
     ticks = os.sysconf("SC_CLK_TCK")
 
@@ -214,23 +236,38 @@ KEPT_INDEXES = ("audit_auditevent_pkey", "audit_object_idx", "audit_actor_idx")
 def client_parts(args: argparse.Namespace, pk: int, backend_cpu: Callable[[], float]) -> None:
     """Part 2: backend CPU per transaction of an edit's statements sent from a client."""
     import psycopg
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from callvault.audit.bypass import drop_sql
+    from callvault.audit.bypass import audited_table, drop_sql, spec_sql
+    from callvault.audit.recorder import record_event
     from callvault.orders.actions import do_update_order
     from callvault.orders.models import Order
 
+    # The bypass triggers off; the one that writes carried events stays (its WHEN, false for
+    # the other statements, costs them a few µs).
+    carrier = [s for s in spec_sql("postgresql", audited_table("orders_order")) if "_recorded" in s]
     with connection.cursor() as cursor:
-        for statement in drop_sql("postgresql", "orders_order"):
+        for statement in drop_sql("postgresql", "orders_order") + carrier:
             cursor.execute(statement)
     order = Order.objects.select_related("project", "status").get(pk=pk)
     with CaptureQueriesContext(connection) as captured:
         do_update_order(order, {"address": "1 Tverskaya St"})
-    (sent,) = [q["sql"] for q in captured.captured_queries if "INSERT INTO audit" in q["sql"]]
+    (carried,) = [q["sql"] for q in captured.captured_queries if "set_config" in q["sql"]]
     # The same edit every time: without its version check it can be repeated.
-    sent = re.sub(r' AND "orders_order"\."version" = \d+', "", sent)
-    update, event = sent.split("; ", 1)
+    carried = re.sub(r' AND "orders_order"\."version" = \d+', "", carried)
+    update = re.sub(r" AND \(set_config\(.*\) IS NOT NULL\)", "", carried)
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        record_event(
+            "order.update",
+            project_id=order.project_id,
+            object_type="order",
+            object_id=order.pk,
+            object_repr=str(order),
+            changes={"address": ["Moscow", "1 Tverskaya St"]},
+        )
+    (event,) = [q["sql"] for q in captured.captured_queries if "INSERT INTO audit" in q["sql"]]
+    sent = f"{update}; {event}"
     # Tried and dropped: one statement that writes the event only if the row was written.
     columns, values = event.split(") VALUES (", 1)
     values = values.rsplit(") RETURNING id", 1)[0]
@@ -246,8 +283,9 @@ def client_parts(args: argparse.Namespace, pk: int, backend_cpu: Callable[[], fl
         "empty transaction (BEGIN, COMMIT)": [],
         "the order's UPDATE": [update],
         "the event's INSERT": [event],
-        "both, in two round trips (the actions before)": [update, event],
-        "both, in one round trip (update_recorded)": [sent],
+        "both, in two round trips (update, record_event)": [update, event],
+        "both, in one round trip (update_recorded until 04:00)": [sent],
+        "the UPDATE carrying its event (update_recorded)": [carried],
         "both in one statement, a data-modifying WITH": [with_query],
     }
 

@@ -10,7 +10,9 @@ runs in text blanked, as the application does with free text).
   from a deferred constraint trigger per table, so it fires at COMMIT, after the application's
   `record_event`, which runs after its write. It asks the event table (index
   audit_object_idx, newest first) whether the application recorded that object in this
-  transaction (`txid`), and otherwise inserts the event itself.
+  transaction (`txid`), and otherwise inserts the event itself. An UPDATE that carries its
+  own event (`recorder.update_recorded`, an order's edit) has it written by an immediate
+  trigger and queues nothing for COMMIT (RECORDED_UPDATE_KEY).
 - **SQLite** has no deferred triggers and no transaction ids: its triggers park each change in
   `PendingChange`; `record_event` deletes the parked rows of the object it records, and
   `sweep_pending_changes` (called by the sealer) turns what is left into events. Its one
@@ -71,6 +73,9 @@ class AuditedTable:
     # described at ATTESTED_SETTING: (the columns it changes, the transition as a condition
     # on OLD and NEW). Such an update queues no deferred call.
     attested_update: tuple[tuple[str, ...], str] | None = None
+    # PostgreSQL: `recorder.update_recorded` may hand this table's UPDATEs their events (see
+    # RECORDED_UPDATE_KEY). Needs a project column: the key names the row's project.
+    recorded_updates: bool = False
 
 
 # The mapping, read off the actions that write each table (orders/actions.py, queue.py,
@@ -97,6 +102,8 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
             "updated_at",
         ),
         resealed_by="orders.Order.phone_sealed",
+        # Every edit of an order (orders/actions.py, _save_order) carries its event.
+        recorded_updates=True,
     ),
     # Items and comments are recorded as events of their order. (StatusChange is not
     # watched: it is a report's copy of the order.status events, and it is written after
@@ -246,6 +253,59 @@ PG_FUNCTION = "callvault_audit_bypass"
 # call's move from new to dialing.
 ATTESTED_SETTING = "callvault.attested"
 
+# An UPDATE that carries its own event (`recorder.update_recorded`, PostgreSQL): the
+# statement sets two transaction-local settings in its WHERE, before the row is written:
+# RECORDED_UPDATE_KEY = "<object type>:<project id>:<object id>" and RECORDED_UPDATE_EVENT =
+# the event as JSON (what `record_event` would write, without the object and project). On a
+# table with `recorded_updates`:
+# - an immediate AFTER UPDATE trigger whose WHEN matches the key against the row itself
+#   runs PG_RECORDED_UPDATE_FUNCTION, which inserts the event (object type, project and
+#   object id from the key the row matched, the rest from the JSON) and clears the key, so
+#   the next statement of the transaction does not find it;
+# - the deferred bypass trigger's WHEN is false for that row (the key matched), so nothing
+#   is queued for COMMIT.
+# The event's INSERT runs inside the UPDATE, where it costs the database a fraction of a
+# client's INSERT, and the deferred call is gone (docs/benchmarks.md, audit cost). A row the
+# WHERE refused (the version check) fires no trigger and writes no event. Unlike an attested
+# update, the key drops nothing unrecorded: whoever sets it, the UPDATE of that row writes an
+# event about it, in its project, or fails (no valid event in the setting, or no right to
+# insert into the event table). A database session that sets both settings itself writes
+# the event it chooses, which shows in the order's History, as an event it inserted by hand
+# would.
+RECORDED_UPDATE_KEY = "callvault.event_key"
+RECORDED_UPDATE_EVENT = "callvault.event"
+PG_RECORDED_UPDATE = "callvault_audit_recorded_update"
+
+# SECURITY INVOKER (the default): a session without the right to insert events cannot write
+# the row this way at all.
+PG_RECORDED_UPDATE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PG_RECORDED_UPDATE}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    key text := current_setting('{RECORDED_UPDATE_KEY}');
+    project text := split_part(key, ':', 2);
+    event text := current_setting('{RECORDED_UPDATE_EVENT}', true);
+BEGIN
+    -- Both are spent: the next statement sets its own.
+    PERFORM set_config('{RECORDED_UPDATE_KEY}', '', true),
+        set_config('{RECORDED_UPDATE_EVENT}', '', true);
+    IF COALESCE(event, '') = '' THEN
+        RAISE EXCEPTION 'the update of % carries no event in {RECORDED_UPDATE_EVENT}', key
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO audit_auditevent (created_at, project_id, actor_kind, actor_id, actor_name,
+        action, object_type, object_id, object_repr, changes, extra, ip, user_agent,
+        request_id)
+    SELECT e.created_at, project::bigint, e.actor_kind, e.actor_id, e.actor_name, e.action,
+        split_part(key, ':', 1), substr(key, length(split_part(key, ':', 1)) +
+        length(project) + 3), e.object_repr, e.changes, e.extra, e.ip, e.user_agent,
+        e.request_id
+    FROM jsonb_populate_record(NULL::audit_auditevent, event::jsonb) AS e;
+    RETURN NULL;
+END
+$$;
+"""  # noqa: S608 (this module's constants)
+
 # Dates and times as the database renders them: left as they are, since the phone pattern
 # would blank them and they cannot carry a number.
 DATE_OR_TIME = (
@@ -393,8 +453,9 @@ END
 $$;
 """
 
-PG_FUNCTIONS = (PG_REDACT_FUNCTION, PG_BYPASS_FUNCTION)
+PG_FUNCTIONS = (PG_REDACT_FUNCTION, PG_BYPASS_FUNCTION, PG_RECORDED_UPDATE_FUNCTION)
 PG_DROP_FUNCTIONS = (
+    f"DROP FUNCTION IF EXISTS {PG_RECORDED_UPDATE}()",
     f"DROP FUNCTION IF EXISTS {PG_FUNCTION}()",
     "DROP FUNCTION IF EXISTS callvault_audit_redact(jsonb)",
 )
@@ -450,6 +511,23 @@ def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[
             f"({unchanged}) AND (({transition}) AND (to_jsonb(OLD) - {rest}) = "
             f"(to_jsonb(NEW) - {rest}) AND {attested}) IS NOT TRUE"
         )
+    recorded: list[str] = []
+    if spec.recorded_updates:
+        if not spec.project_column:
+            raise ValueError(f"{table}: recorded updates need a project column")
+        # NULL (never set) or "" (spent) matches nothing.
+        key = (
+            f"current_setting({_literal(RECORDED_UPDATE_KEY)}, true) = "
+            f"{_literal(spec.object_type + ':')} || NEW.{_ident(spec.project_column)} "
+            f"|| ':' || NEW.{_ident(spec.object_column)}"
+        )
+        # The key first: it is cheap, and a carried edit then skips the comparison (a WHEN's
+        # conditions run in order and stop at the first false one).
+        unchanged = f"({key}) IS NOT TRUE AND ({unchanged})"
+        recorded = [
+            f"CREATE TRIGGER {table}_recorded_update AFTER UPDATE ON {_ident(table)} "
+            f"FOR EACH ROW WHEN ({key}) EXECUTE FUNCTION {PG_RECORDED_UPDATE}()"
+        ]
     deferred = "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
     t = _ident(table)
     return [
@@ -457,6 +535,7 @@ def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[
         f"{deferred} EXECUTE FUNCTION {PG_FUNCTION}({args})",
         f"CREATE CONSTRAINT TRIGGER {table}_bypass_update AFTER UPDATE ON {t} "
         f"{deferred} WHEN ({unchanged}) EXECUTE FUNCTION {PG_FUNCTION}({args})",
+        *recorded,
     ]
 
 
@@ -548,6 +627,7 @@ def install_sql(
     projects_from: str = "",
     resealed_by: str = "",
     attested_update: tuple[tuple[str, ...], str] | None = None,
+    recorded_updates: bool = False,
     columns: Sequence[str] | None = None,
 ) -> list[str]:
     """The statements that install the bypass triggers on one table (PostgreSQL: the shared
@@ -564,6 +644,7 @@ def install_sql(
         projects_from=projects_from,
         resealed_by=resealed_by,
         attested_update=attested_update,
+        recorded_updates=recorded_updates,
     )
     if vendor == "postgresql":
         return _pg_install(table, spec, list(columns or _table_columns(table)))
@@ -576,8 +657,8 @@ def drop_sql(vendor: str, table: str) -> list[str]:
     """The statements that remove one table's bypass triggers."""
     if vendor == "postgresql":
         return [
-            f"DROP TRIGGER IF EXISTS {table}_bypass_{kind} ON {_ident(table)}"
-            for kind in ("write", "update")
+            f"DROP TRIGGER IF EXISTS {table}_{kind} ON {_ident(table)}"
+            for kind in ("bypass_write", "bypass_update", "recorded_update")
         ]
     return [f"DROP TRIGGER IF EXISTS {table}_bypass_{op}" for op in ("insert", "update", "delete")]
 
@@ -595,6 +676,7 @@ def spec_sql(vendor: str, spec: AuditedTable, columns: Sequence[str] | None = No
         projects_from=spec.projects_from,
         resealed_by=spec.resealed_by,
         attested_update=spec.attested_update,
+        recorded_updates=spec.recorded_updates,
         columns=columns,
     )
 

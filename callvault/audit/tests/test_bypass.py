@@ -299,6 +299,12 @@ def test_every_audited_table_has_its_triggers():
         ("write", "update") if connection.vendor == "postgresql" else ("insert", "update", "delete")
     )
     expected = {f"{spec.table}_bypass_{kind}" for spec in AUDITED_TABLES for kind in kinds}
+    if connection.vendor == "postgresql":
+        carried = {
+            f"{spec.table}_recorded_update" for spec in AUDITED_TABLES if spec.recorded_updates
+        }
+        assert carried == {"orders_order_recorded_update"}
+        expected |= carried
     assert expected <= _trigger_names()
 
 

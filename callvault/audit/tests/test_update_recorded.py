@@ -1,7 +1,9 @@
-"""update_recorded: one object's UPDATE and its event, one round trip on PostgreSQL."""
+"""update_recorded: one object's UPDATE and its event; on PostgreSQL the UPDATE carries the
+event and the table's trigger writes it (callvault/audit/bypass.py, RECORDED_UPDATE_KEY)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,11 +12,13 @@ from django.db import DataError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from callvault.audit.bypass import RECORDED_UPDATE_EVENT, RECORDED_UPDATE_KEY
 from callvault.audit.context import Actor, AuditContext, new_request_id, use_context
 from callvault.audit.models import RECORDED_COLUMNS, ActorKind, AuditEvent
 from callvault.audit.recorder import record_event, update_recorded
+from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.actions import do_update_order
-from callvault.orders.models import Order
+from callvault.orders.models import Order, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +53,7 @@ def record(order: Order, version: int, action: str = "order.test") -> int:
     )
 
 
-def test_an_edit_and_its_event_travel_together_on_postgresql(order: Order) -> None:
+def test_an_edit_carries_its_event_on_postgresql(order: Order) -> None:
     with CaptureQueriesContext(connection) as captured:
         do_update_order(order, {"address": "Tver"})
 
@@ -59,23 +63,43 @@ def test_an_edit_and_its_event_travel_together_on_postgresql(order: Order) -> No
         if "orders_order" in q["sql"] or "audit_auditevent" in q["sql"]
     ]
     if connection.vendor == "postgresql":
-        (statement,) = writes
+        (statement,) = writes  # no INSERT from the application: the trigger writes it
         assert statement.startswith('UPDATE "orders_order"')
-        assert "; INSERT INTO audit_auditevent" in statement
+        assert "set_config" in statement
     else:  # SQLite runs one statement per call: the write, then the event
         assert [w.split()[0] for w in writes] == ["UPDATE", "INSERT"]
     event = AuditEvent.objects.get(action="order.update")
     assert event.changes == {"address": ["Moscow", "Tver"]}
+    assert (event.object_type, event.object_id) == ("order", str(order.pk))
+    assert event.project_id == order.project_id
     assert Order.objects.get(pk=order.pk).address == "Tver"
 
 
-def test_a_refused_write_rolls_its_event_back(order: Order) -> None:
+def test_a_refused_write_writes_no_event_and_rolls_back(order: Order) -> None:
     before = AuditEvent.objects.count()
     with transaction.atomic():
         assert record(order, order.version + 5) == 0
-        # The event travelled with the UPDATE: only the rollback takes it back.
         assert transaction.get_rollback()
     assert AuditEvent.objects.count() == before
+    assert Order.objects.get(pk=order.pk).address == "Moscow"
+
+
+def test_only_a_table_that_takes_recorded_updates_is_accepted(order: Order) -> None:
+    with transaction.atomic():
+        with pytest.raises(ValueError, match="orders_status"):
+            update_recorded(
+                Status.objects.filter(pk=order.status_id),
+                {"name": "x"},
+                "status.update",
+                **{**event_of(order), "object_type": "status"},
+            )
+        with pytest.raises(ValueError, match="'product'"):
+            update_recorded(
+                Order.objects.filter(pk=order.pk),
+                {"address": "Tver"},
+                "order.update",
+                **{**event_of(order), "object_type": "product"},
+            )
     assert Order.objects.get(pk=order.pk).address == "Moscow"
 
 
@@ -105,8 +129,87 @@ def test_the_event_holds_what_record_event_writes(order: Order) -> None:
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")  # SQLite does not check lengths
 def test_an_event_the_database_refuses_leaves_the_edit_unwritten(order: Order) -> None:
-    # The UPDATE runs first in the same message: the failed INSERT must take it back.
+    # The event is written inside the UPDATE: its failure fails the UPDATE.
     with pytest.raises(DataError), transaction.atomic():
         record(order, order.version, action="order." + "x" * 64)
     assert Order.objects.get(pk=order.pk).address == "Moscow"
     assert not AuditEvent.objects.filter(action__startswith="order.xxx").exists()
+
+
+# --- PostgreSQL: the trigger that writes the carried event ---------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="the UPDATE carries its event on PostgreSQL only"
+)
+
+
+def setting(name: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s, true)", [name])
+        (value,) = cursor.fetchone()
+    return value  # type: ignore[no-any-return]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_recorded_update_queues_no_bypass_call_and_spends_its_key(order: Order) -> None:
+    sql("SET track_functions = 'pl'")
+    calls = bypass_calls()
+    with context(), transaction.atomic():
+        assert record(order, order.version) == 1
+        # Spent by the statement that matched it: the next write of the row is watched.
+        assert setting(RECORDED_UPDATE_KEY) == ""
+        Order.objects.filter(pk=order.pk).update(attempts=4)
+    assert bypass_calls() == calls + 1  # the forgotten update() only, found covered
+    (event,) = AuditEvent.objects.filter(action="order.test")
+    assert (event.actor_name, event.ip, event.object_id) == ("anna", IP, str(order.pk))
+    assert not AuditEvent.objects.filter(actor_kind=ActorKind.UNATTRIBUTED).exists()
+
+    with context(), transaction.atomic():
+        assert record(order, order.version + 1) == 1
+    assert bypass_calls() == calls + 1
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_key_set_by_hand_cannot_hide_a_write(order: Order, project: Any) -> None:
+    key = f"order:{order.project_id}:{order.pk}"
+    # The key alone: the trigger finds no event to write, and the UPDATE fails with it.
+    with pytest.raises(DataError), transaction.atomic():
+        sql("SELECT set_config(%s, %s, true)", [RECORDED_UPDATE_KEY, key])
+        sql("UPDATE orders_order SET address = 'Tver' WHERE id = %s", [order.pk])
+    assert Order.objects.get(pk=order.pk).address == "Moscow"
+
+    # The key with an event of one's own: that event is written, about this order, in its
+    # project, whatever the JSON says of them; it shows in the order's history.
+    forged = {
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "actor_kind": "member",
+        "actor_id": "1",
+        "actor_name": "somebody",
+        "action": "order.update",
+        "object_type": "product",
+        "object_id": "999",
+        "project_id": 999,
+        "object_repr": "#1",
+        "changes": {},
+        "extra": {},
+        "user_agent": "",
+        "request_id": "",
+    }
+    with transaction.atomic():
+        sql("SELECT set_config(%s, %s, true)", [RECORDED_UPDATE_EVENT, json.dumps(forged)])
+        sql("SELECT set_config(%s, %s, true)", [RECORDED_UPDATE_KEY, key])
+        sql("UPDATE orders_order SET address = 'Tver' WHERE id = %s", [order.pk])
+    (event,) = AuditEvent.objects.filter(actor_name="somebody")
+    assert (event.object_type, event.object_id) == ("order", str(order.pk))
+    assert event.project_id == order.project_id
+
+    # A key naming another project (or another order) matches nothing: the write is
+    # recorded as one outside the application.
+    with transaction.atomic():
+        sql("SELECT set_config(%s, %s, true)", [RECORDED_UPDATE_EVENT, json.dumps(forged)])
+        sql("SELECT set_config(%s, %s, true)", [RECORDED_UPDATE_KEY, f"order:999:{order.pk}"])
+        sql("UPDATE orders_order SET address = 'Tula' WHERE id = %s", [order.pk])
+    (outside,) = AuditEvent.objects.filter(actor_kind=ActorKind.UNATTRIBUTED)
+    assert outside.changes == {"address": ["Tver", "Tula"]}
