@@ -264,8 +264,9 @@ ATTESTED_SETTING = "callvault.attested"
 #   the next statement of the transaction does not find it;
 # - the deferred bypass trigger's WHEN is false for that row (the key matched), so nothing
 #   is queued for COMMIT.
-# The event's INSERT runs inside the UPDATE, where it costs the database a fraction of a
-# client's INSERT, and the deferred call is gone (docs/benchmarks.md, audit cost). A row the
+# The event needs no statement of its own and no deferred call at COMMIT, which cost the
+# edit more than the trigger (docs/benchmarks.md, audit cost, "Order edits carry their
+# events"). A row the
 # WHERE refused (the version check) fires no trigger and writes no event. Unlike an attested
 # update, the key drops nothing unrecorded: whoever sets it, the UPDATE of that row writes an
 # event about it, in its project, or fails (no valid event in the setting, or no right to

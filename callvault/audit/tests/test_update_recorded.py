@@ -213,3 +213,18 @@ def test_a_key_set_by_hand_cannot_hide_a_write(order: Order, project: Any) -> No
         sql("UPDATE orders_order SET address = 'Tula' WHERE id = %s", [order.pk])
     (outside,) = AuditEvent.objects.filter(actor_kind=ActorKind.UNATTRIBUTED)
     assert outside.changes == {"address": ["Tver", "Tula"]}
+
+
+@pytest.mark.parametrize("wrong", ["object_id", "project_id"])
+def test_an_event_about_another_row_writes_nothing(order: Order, wrong: str) -> None:
+    # Such an event would not be the row's: on PostgreSQL its trigger would not recognise
+    # the row and the write would be taken for one outside the application.
+    before = AuditEvent.objects.count()
+    about = {**event_of(order), wrong: 10**9}
+    with transaction.atomic():
+        written = update_recorded(
+            Order.objects.filter(pk=order.pk), {"address": "Tver"}, "order.test", **about
+        )
+        assert written == 0 and transaction.get_rollback()
+    assert AuditEvent.objects.count() == before
+    assert Order.objects.get(pk=order.pk).address == "Moscow"
