@@ -14,11 +14,13 @@ operation as its middleware would. It is timed for each recorder on the same tab
 - django-simple-history (`HistoricalRecords`, history user set), django-auditlog (registered,
   inside `set_actor(user, remote_addr=...)`), django-pghistory (`pghistory.track()`, without
   and inside `pghistory.context(user=..., url=...)`; PostgreSQL only);
-- callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE and its event
-  through `callvault.audit.recorder.update_recorded` (one round trip on PostgreSQL) under a full
-  audit context (actor, IP, user agent, a new request id per operation), on a table without
-  and (once `callvault/audit/bypass.py` exists) with the bypass trigger; beside it the same
-  as two statements, `QuerySet.update()` and then `record_event`, as the actions wrote before;
+- callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE carrying its event
+  through `callvault.audit.recorder.update_recorded` (on PostgreSQL the table's trigger writes
+  the event) under a full audit context (actor, IP, user agent, a new request id per
+  operation), on a table with only that trigger and on one with the bypass check as well;
+  beside it the earlier paths on the same table: the UPDATE and record_event's INSERT in one
+  round trip (PostgreSQL), and `QuerySet.update()` then `record_event`. The run fails if a
+  callvault edit left no event or was recorded as a write outside the application;
 - prototypes of a cheaper `record_event` (labelled "proto", not product code).
 
 A second table measures the real path: one real `Order` updated through
@@ -514,8 +516,8 @@ def callvault_update(world: World, obj: Any, *, path: str = "shipped") -> Callab
         query = queryset.query.chain(sql.UpdateQuery)
         query.add_update_values(values)
         update_sql, update_params = query.get_compiler(queryset.db).as_sql()
-        values = recorder._event_values(action, **{"extra": None, **event})
-        params = recorder._insert_params(values)
+        event_values = recorder._event_values(action, **{"extra": None, **event})
+        params = recorder._insert_params(event_values)
         with connection.cursor() as cursor:
             cursor.execute(f"{update_sql}; {recorder._INSERT}", [*update_params, *params])
             return int(cursor.rowcount)

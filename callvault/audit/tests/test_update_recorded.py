@@ -172,7 +172,7 @@ def test_a_recorded_update_queues_no_bypass_call_and_spends_its_key(order: Order
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_a_key_set_by_hand_cannot_hide_a_write(order: Order, project: Any) -> None:
+def test_a_key_set_by_hand_cannot_hide_a_write(order: Order) -> None:
     key = f"order:{order.project_id}:{order.pk}"
     # The key alone: the trigger finds no event to write, and the UPDATE fails with it.
     with pytest.raises(DataError), transaction.atomic():
