@@ -12,7 +12,6 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from callvault.audit import bypass
-from callvault.audit.bypass import claim_pending
 from callvault.audit.context import current
 from callvault.audit.models import RECORDED_COLUMNS, AuditEvent
 
@@ -185,7 +184,7 @@ def record_event(
         cursor.execute(_INSERT, _insert_params(values))
         (event_id,) = cursor.fetchone()
     # SQLite's triggers parked this transaction's writes to the object; they are recorded now.
-    claim_pending(object_type, values["object_id"])
+    bypass.claim_pending(object_type, values["object_id"])
     return AuditEvent(id=event_id, txid=None, **values)
 
 
