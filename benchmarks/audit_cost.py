@@ -14,14 +14,15 @@ operation as its middleware would. It is timed for each recorder on the same tab
 - django-simple-history (`HistoricalRecords`, history user set), django-auditlog (registered,
   inside `set_actor(user, remote_addr=...)`), django-pghistory (`pghistory.track()`, without
   and inside `pghistory.context(user=..., url=...)`; PostgreSQL only);
-- callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE carrying its event
-  through `callvault.audit.recorder.update_recorded` (on PostgreSQL the table's trigger writes
-  the event) under a full audit context (actor, IP, user agent, a new request id per
-  operation), on a table with only that trigger and on one with the bypass check as well;
+- callvault: snapshot/diff as `do_update_order` does, then the row's UPDATE and its event
+  through `callvault.audit.recorder.update_recorded` (on PostgreSQL the UPDATE carries the
+  event and the table's trigger writes it; on SQLite the event goes first and the UPDATE's
+  trigger recognises it) under a full audit context (actor, IP, user agent, a new request id
+  per operation), on a table with only that trigger and on one with the bypass check as well;
   beside it the earlier paths on the same table: the UPDATE and record_event's INSERT in one
-  round trip (PostgreSQL), and `QuerySet.update()` then `record_event`. The run fails if a
-  callvault edit left no event or was recorded as a write outside the application;
-- prototypes of a cheaper `record_event` (labelled "proto", not product code).
+  round trip (PostgreSQL), and `QuerySet.update()` then `record_event` (on SQLite the
+  UPDATE is parked and the event's insert claims it). The run fails if a callvault edit left
+  no event or was recorded as a write outside the application.
 
 A second table measures the real path: one real `Order` updated through
 `callvault.orders.actions.do_update_order` (version check, redaction, the event) against the
@@ -270,8 +271,10 @@ def run_child(args: argparse.Namespace) -> int:
 def recorded_properly() -> None:
     """Every callvault variant's edit left its event, and none was taken for a write outside
     the application: a path that lost its events would look cheap."""
+    from callvault.audit.bypass import sweep_pending_changes
     from callvault.audit.models import ActorKind, AuditEvent
 
+    sweep_pending_changes()  # SQLite: what is still parked was not recorded by the application
     events = AuditEvent.objects.filter(object_type="benchorder")
     outside = events.filter(actor_kind=ActorKind.UNATTRIBUTED).count()
     recorded = events.count() - outside
@@ -416,6 +419,7 @@ def install_bypass(bypass: Any, vendor: str, table: str, *, check: bool = True) 
         sealed_columns=("phone_mask",),
         ignored_columns=("version", "updated_at"),
         recorded_updates=True,
+        update_stamp="updated_at",
     )
     bypass.AUDITED_TABLES = (*bypass.AUDITED_TABLES, spec)
     statements: list[str] = bypass.spec_sql(vendor, spec)
@@ -622,8 +626,6 @@ def make_variants(world: World) -> list[Variant]:
                 callvault_update(world, triggered, path="two_steps"),
             )
         )
-    target = triggered if world.bypass is not None else rows["callvault"]
-    variants += prototype_variants(world, target)
     variants += order_variants(world)
     return variants
 
@@ -707,136 +709,6 @@ def order_triggers(world: World, *, on: bool, check_only: bool = False) -> None:
             statements += world.bypass.spec_sql("sqlite", world.bypass.audited_table(table))
         for statement in statements:
             cursor.execute(statement)
-
-
-# ---- prototypes of a cheaper record_event (not product code) -----------------------------------
-
-AUDIT_COLUMNS = (
-    "created_at",
-    "project_id",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "changes",
-    "extra",
-    "ip",
-    "user_agent",
-    "request_id",
-)
-AUDIT_INSERT = (
-    f"INSERT INTO audit_auditevent ({', '.join(AUDIT_COLUMNS)}) "  # noqa: S608 (constants)
-    f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS))})"
-)
-
-
-def _event_params(
-    action: str,
-    *,
-    project_id: int | None,
-    object_type: str = "",
-    object_id: object = "",
-    object_repr: str = "",
-    changes: Any = None,
-    extra: Any = None,
-) -> list[Any]:
-    """record_event's column values, JSON already serialised."""
-    from django.utils import timezone
-
-    from callvault.audit.context import current
-    from callvault.audit.recorder import plain
-
-    ctx = current()
-    return [
-        timezone.now(),
-        project_id,
-        ctx.actor.kind,
-        ctx.actor.id[:64],
-        ctx.actor.name[:200],
-        action,
-        object_type,
-        str(object_id) if object_id is not None else "",
-        object_repr[:200],
-        json.dumps(dict(changes or {})),
-        json.dumps({k: plain(v) for k, v in (extra or {}).items()}),
-        ctx.ip,
-        ctx.user_agent[:400],
-        ctx.request_id,
-    ]
-
-
-def proto_raw(action: str, **kwargs: Any) -> None:
-    """The same row, INSERTed through Django's cursor without building a model instance
-    (then the SQLite claim, as record_event does)."""
-    from django.db import connection
-
-    from callvault.audit.bypass import claim_pending
-
-    with connection.cursor() as cursor:
-        cursor.execute(AUDIT_INSERT, _event_params(action, **kwargs))
-    claim_pending(kwargs.get("object_type", ""), str(kwargs.get("object_id", "")))
-
-
-def proto_raw_dbclaim(action: str, **kwargs: Any) -> None:
-    """SQLite: the raw INSERT alone; a trigger on the event table does the claim
-    (SQLITE_CLAIM_TRIGGER, installed only while this prototype runs)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(AUDIT_INSERT, _event_params(action, **kwargs))
-
-
-# Prototype: record_event's DELETE of the parked rows done by SQLite itself, in the INSERT.
-SQLITE_CLAIM_TRIGGER = """
-CREATE TRIGGER bench_audit_claim AFTER INSERT ON audit_auditevent BEGIN
-    DELETE FROM audit_pendingchange
-    WHERE object_type = NEW.object_type AND object_id = NEW.object_id;
-END
-"""
-
-
-def sql_hooks(create: str, drop: str) -> tuple[Callable[[], None], Callable[[], None]]:
-    """enter/leave hooks that create and drop a database object around a batch."""
-    from django.db import connection
-
-    def run(statement: str) -> Callable[[], None]:
-        def hook() -> None:
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-
-        return hook
-
-    return run(create), run(drop)
-
-
-def prototype_variants(world: World, target: Any) -> list[Variant]:
-    """Prototypes of a cheaper record_event (same columns, same values) on the target table.
-    (PostgreSQL's earlier prototypes, a trigger that probes first and one that writes the
-    event itself, were built: docs/benchmarks.md, audit cost.)"""
-    out = [
-        Variant(
-            "proto_raw",
-            "proto: record_event as one raw INSERT (no model)",
-            "shape",
-            callvault_save(world, target, proto_raw),
-        )
-    ]
-    if world.vendor == "sqlite":
-        enter, leave = sql_hooks(SQLITE_CLAIM_TRIGGER, "DROP TRIGGER bench_audit_claim")
-        out.append(
-            Variant(
-                "proto_dbclaim",
-                "proto: raw INSERT, claim by a trigger on the events",
-                "shape",
-                callvault_save(world, target, proto_raw_dbclaim),
-                enter,
-                leave,
-            )
-        )
-    return out
 
 
 # ---- the part-by-part breakdown of callvault's update -----------------------------------------

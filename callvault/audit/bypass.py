@@ -14,8 +14,10 @@ runs in text blanked, as the application does with free text).
   own event (`recorder.update_recorded`, an order's edit) has it written by an immediate
   trigger and queues nothing for COMMIT (RECORDED_UPDATE_KEY).
 - **SQLite** has no deferred triggers and no transaction ids: its triggers park each change in
-  `PendingChange`; `record_event` deletes the parked rows of the object it records, and
-  `sweep_pending_changes` (called by the sealer) turns what is left into events. Its one
+  `PendingChange`; an application event's insert deletes the parked rows of its object
+  (SQLITE_CLAIM_SQL), and `sweep_pending_changes` (called by the sealer) turns what is left
+  into events. An order's edit (`recorder.update_recorded`) inserts its event first and the
+  update trigger, recognising it, parks nothing (`_sqlite_recorded_update`). Its one
   weakness, accepted for the embedded setup: an application event for an object also claims
   a bypassing change to that object parked before it and not yet swept.
 
@@ -73,9 +75,12 @@ class AuditedTable:
     # described at ATTESTED_SETTING: (the columns it changes, the transition as a condition
     # on OLD and NEW). Such an update queues no deferred call.
     attested_update: tuple[tuple[str, ...], str] | None = None
-    # PostgreSQL: `recorder.update_recorded` may hand this table's UPDATEs their events (see
-    # RECORDED_UPDATE_KEY). Needs a project column: the key names the row's project.
+    # `recorder.update_recorded` may hand this table's UPDATEs their events: on PostgreSQL
+    # the UPDATE carries its event (RECORDED_UPDATE_KEY), on SQLite the event written just
+    # before it is recognised (_sqlite_recorded_update). Needs a project column, and the
+    # row's update-time column (`update_stamp`), which the write sets to the event's time.
     recorded_updates: bool = False
+    update_stamp: str = ""
 
 
 # The mapping, read off the actions that write each table (orders/actions.py, queue.py,
@@ -104,6 +109,7 @@ AUDITED_TABLES: tuple[AuditedTable, ...] = (
         resealed_by="orders.Order.phone_sealed",
         # Every edit of an order (orders/actions.py, _save_order) carries its event.
         recorded_updates=True,
+        update_stamp="updated_at",
     ),
     # Items and comments are recorded as events of their order. (StatusChange is not
     # watched: it is a report's copy of the order.status events, and it is written after
@@ -568,6 +574,44 @@ def _sqlite_row(columns: Sequence[str], spec: AuditedTable, row: str, other: str
     return "json_object(" + ", ".join(parts) + ")"
 
 
+# An application event claims the parked changes of its object as it is inserted (the
+# trigger replaces a DELETE statement after every event). Sweeps insert unattributed events
+# from parked rows, batch by batch: those claim nothing. Re-seal events (SEALED_COLUMN_OBJECT)
+# claim by table, in `claim_reseals`.
+SQLITE_CLAIM_TRIGGER = "audit_auditevent_claims_parked"
+SQLITE_CLAIM_SQL = f"""
+CREATE TRIGGER {SQLITE_CLAIM_TRIGGER} AFTER INSERT ON audit_auditevent
+WHEN NEW.actor_kind <> {_literal(ActorKind.UNATTRIBUTED)} AND NEW.object_id <> ''
+BEGIN
+    DELETE FROM audit_pendingchange
+    WHERE object_type = NEW.object_type AND object_id = NEW.object_id;
+END
+"""  # noqa: S608 (constants, no input)
+
+
+# SQLite's recorded update (`recorder.update_recorded`): the application inserts the event
+# first and then writes the row, setting its update stamp to the event's time. The update
+# trigger parks nothing when the connection's last INSERT (`last_insert_rowid()`, this
+# connection's alone) is an application event about this row, in its project, whose time
+# is the stamp this UPDATE has just set. No parked row and no claim: two writes fewer per
+# edit. Any other write is parked as before: a later UPDATE of the row that leaves the stamp
+# alone or sets another time, or one after another INSERT. Like a key set by hand on
+# PostgreSQL, a session that inserts an event itself and then writes the row with that
+# event's time hides the write behind the event it chose, which shows in the History.
+def _sqlite_recorded_update(spec: AuditedTable) -> str:
+    if not (spec.project_column and spec.update_stamp):
+        raise ValueError(f"{spec.table}: recorded updates need a project and a stamp column")
+    stamp = _ident(spec.update_stamp)
+    return (
+        f"NEW.{stamp} IS NOT OLD.{stamp} AND EXISTS (SELECT 1 FROM audit_auditevent e "  # noqa: S608
+        f"WHERE e.id = last_insert_rowid() AND e.created_at = NEW.{stamp} "
+        f"AND e.object_type = {_literal(spec.object_type)} "
+        f"AND e.object_id = CAST(NEW.{_ident(spec.object_column)} AS TEXT) "
+        f"AND e.project_id = NEW.{_ident(spec.project_column)} "
+        f"AND e.actor_kind <> {_literal(ActorKind.UNATTRIBUTED)})"
+    )
+
+
 def _sqlite_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[str]:
     watched = [c for c in columns if c not in spec.ignored_columns]
     if len(watched) > SQLITE_MAX_COLUMNS:
@@ -594,12 +638,14 @@ def _sqlite_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> l
     operation = f"CASE WHEN {differs(plain)} THEN 'UPDATE' ELSE '{RESEAL}' END"
     if not spec.resealed_by:
         operation = "'UPDATE'"
+    watch = differs(plain + sealed)
+    if spec.recorded_updates:
+        watch = f"({watch}) AND NOT ({_sqlite_recorded_update(spec)})"
     return [
         f"CREATE TRIGGER {table}_bypass_insert AFTER INSERT ON {t} BEGIN "
         + insert("'INSERT'", "NEW", "NULL", _sqlite_row(watched, spec, "NEW", None))
         + " END",
-        f"CREATE TRIGGER {table}_bypass_update AFTER UPDATE ON {t} "
-        f"WHEN {differs(plain + sealed)} BEGIN "
+        f"CREATE TRIGGER {table}_bypass_update AFTER UPDATE ON {t} WHEN {watch} BEGIN "
         + insert(
             operation,
             "NEW",
@@ -629,6 +675,7 @@ def install_sql(
     resealed_by: str = "",
     attested_update: tuple[tuple[str, ...], str] | None = None,
     recorded_updates: bool = False,
+    update_stamp: str = "",
     columns: Sequence[str] | None = None,
 ) -> list[str]:
     """The statements that install the bypass triggers on one table (PostgreSQL: the shared
@@ -646,6 +693,7 @@ def install_sql(
         resealed_by=resealed_by,
         attested_update=attested_update,
         recorded_updates=recorded_updates,
+        update_stamp=update_stamp,
     )
     if vendor == "postgresql":
         return _pg_install(table, spec, list(columns or _table_columns(table)))
@@ -678,6 +726,7 @@ def spec_sql(vendor: str, spec: AuditedTable, columns: Sequence[str] | None = No
         resealed_by=spec.resealed_by,
         attested_update=spec.attested_update,
         recorded_updates=spec.recorded_updates,
+        update_stamp=spec.update_stamp,
         columns=columns,
     )
 
@@ -704,25 +753,19 @@ def uninstall(schema_editor: Any, *tables: str) -> None:
 # --- The SQLite claim and sweep -------------------------------------------------------------
 
 
-def claim_pending(object_type: str, object_id: str) -> None:
-    """SQLite: the application records this object, so its parked changes are accounted for.
-
-    Called by record_event. A vault.rotate event claims the re-seals of its column's table.
-    """
-    if connection.vendor != "sqlite" or not object_id:
+def claim_reseals(object_id: str) -> None:
+    """SQLite: a vault.rotate event (SEALED_COLUMN_OBJECT) accounts for the re-seals parked
+    on the tables whose sealed column it names. Other events claim their object's parked
+    changes by themselves (SQLITE_CLAIM_SQL). Called by record_event."""
+    tables = [s.table for s in AUDITED_TABLES if s.resealed_by == object_id]
+    if connection.vendor != "sqlite" or not tables:
         return
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM audit_pendingchange WHERE object_type = %s AND object_id = %s",
-            [object_type, object_id],
-        )
-        if object_type == SEALED_COLUMN_OBJECT:
-            tables = [s.table for s in AUDITED_TABLES if s.resealed_by == object_id]
-            for table in tables:
-                cursor.execute(
-                    "DELETE FROM audit_pendingchange WHERE operation = %s AND table_name = %s",
-                    [RESEAL, table],
-                )
+        for table in tables:
+            cursor.execute(
+                "DELETE FROM audit_pendingchange WHERE operation = %s AND table_name = %s",
+                [RESEAL, table],
+            )
 
 
 def _redacted(value: Any) -> Any:

@@ -101,10 +101,10 @@ class PendingChange(models.Model):
     """A row change seen by an SQLite trigger and not yet claimed by an application event.
 
     SQLite has neither deferred triggers nor transaction ids, so its triggers park every
-    change to an audited table here; `record_event` removes the rows of the object it
-    records in the same transaction, and the sealer turns whatever is left (a raw-SQL
-    write, a forgotten `QuerySet.update()`) into an "unattributed" event. PostgreSQL does
-    not use this table: its deferred triggers check the event table directly.
+    change to an audited table here; inserting an application event removes the rows of
+    its object (a trigger, bypass.SQLITE_CLAIM_SQL), and the sealer turns whatever is left
+    (a raw-SQL write, a forgotten `QuerySet.update()`) into an "unattributed" event.
+    PostgreSQL does not use this table: its deferred triggers check the event table directly.
     """
 
     created_at = models.DateTimeField(auto_now_add=True)

@@ -121,12 +121,13 @@ def _event_values(
     object_repr: str,
     changes: Mapping[str, Any] | None,
     extra: Mapping[str, Any] | None,
+    created_at: datetime | None = None,
 ) -> dict[str, Any]:
     """One event's values (RECORDED_COLUMNS), stamped with the current actor and request
-    context."""
+    context (and the time, unless given)."""
     ctx = current()
     return {
-        "created_at": timezone.now(),
+        "created_at": created_at or timezone.now(),
         "project_id": project_id,
         "actor_kind": str(ctx.actor.kind),
         "actor_id": ctx.actor.id[:64],
@@ -180,11 +181,17 @@ def record_event(
         changes=changes,
         extra=extra,
     )
+    return _insert(values)
+
+
+def _insert(values: dict[str, Any]) -> AuditEvent:
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, _insert_params(values))
         (event_id,) = cursor.fetchone()
-    # SQLite's triggers parked this transaction's writes to the object; they are recorded now.
-    bypass.claim_pending(object_type, values["object_id"])
+    # SQLite: the event's insert claimed the changes parked for its object
+    # (bypass.SQLITE_CLAIM_SQL); a re-seal claims those of its tables.
+    if values["object_type"] == bypass.SEALED_COLUMN_OBJECT:
+        bypass.claim_reseals(values["object_id"])
     return AuditEvent(id=event_id, txid=None, **values)
 
 
@@ -205,6 +212,8 @@ def update_recorded(
     was written. Returns the number of rows written. Only for a table whose spec in
     `bypass.AUDITED_TABLES` has `recorded_updates`, and inside `transaction.atomic()`: when no
     row was written (the version check refused it), the atomic block is marked for rollback.
+    The row's update stamp (the spec's `update_stamp`) is the event's time: the one in
+    `values`, or now.
 
     On PostgreSQL the UPDATE carries its event: its WHERE sets the event and the object's key
     as transaction-local settings, the table's trigger writes the event inside the UPDATE,
@@ -212,8 +221,9 @@ def update_recorded(
     statement, and no deferred call at COMMIT to find the event: cheaper for both the
     application and the database than the UPDATE and record_event's INSERT sent together
     (docs/benchmarks.md, audit cost). A row the WHERE refused writes no event, and the
-    settings it may have set go with the rollback. SQLite runs the two steps: `update()`,
-    then `record_event`.
+    settings it may have set go with the rollback. On SQLite the event is inserted first and
+    the UPDATE right after it: its trigger recognises the event and parks nothing
+    (bypass._sqlite_recorded_update); a refused write takes the event back with the rollback.
     """
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError(
@@ -225,46 +235,41 @@ def update_recorded(
         raise ValueError(f"{table} does not take recorded updates of {object_type!r} objects")
     if queryset.db != connection.alias or project_id is None:
         raise ValueError("update_recorded writes one project's row in the default database")
-    about: dict[str, Any] = {
-        "project_id": project_id,
-        "object_type": object_type,
-        "object_id": object_id,
-        "object_repr": object_repr,
-        "changes": changes,
-        "extra": extra,
-    }
-    # A row this statement writes is the row its event is about: on PostgreSQL the trigger
-    # recognises it by that key, and a row it did not recognise would be recorded as written
-    # outside the application, without the event.
-    if connection.vendor != "postgresql":
-        mine = queryset.filter(**{spec.object_column: object_id, spec.project_column: project_id})
-        written = int(mine.update(**values))
-        if written:
-            record_event(action, **about)
-    else:
-        qn = connection.ops.quote_name
-        own_row = (
-            f"{qn(table)}.{qn(spec.object_column)} = %s "
-            f"AND {qn(table)}.{qn(spec.project_column)} = %s"
-        )
-        event = _event_values(action, **about)
+    stamped = dict(values)
+    stamped.setdefault(spec.update_stamp, timezone.now())
+    event = _event_values(
+        action,
+        project_id=project_id,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        changes=changes,
+        extra=extra,
+        created_at=stamped[spec.update_stamp],
+    )
+    # A row this statement writes is the row its event is about: the triggers recognise it
+    # by that, and a row they did not recognise would be recorded as written outside the
+    # application, without the event. The SQL names come from the model and AUDITED_TABLES;
+    # every value is bound. (extra(where=...): a filter() cost the edit more Python.)
+    qn = connection.ops.quote_name
+    where = [
+        f"{qn(table)}.{qn(spec.object_column)} = %s AND {qn(table)}.{qn(spec.project_column)} = %s"
+    ]
+    params: list[Any] = [object_id, project_id]
+    if connection.vendor == "postgresql":
         key = f"{object_type}:{project_id}:{event['object_id']}"
         carried = {k: v for k, v in event.items() if k not in _CARRIED_BY_KEY}
         carried["created_at"] = event["created_at"].isoformat()
-        # extra(where=...): a filter(RawSQL(...)) cost the edit 35 µs more of Python. The SQL
-        # names come from the model and AUDITED_TABLES; every value is bound.
-        carrying = queryset.extra(  # noqa: S610
-            where=["set_config(%s, %s, true) || set_config(%s, %s, true) IS NOT NULL", own_row],
-            params=[
-                bypass.RECORDED_UPDATE_EVENT,
-                json.dumps(carried, separators=(",", ":")),
-                bypass.RECORDED_UPDATE_KEY,
-                key,
-                object_id,
-                project_id,
-            ],
-        )
-        written = int(carrying.update(**values))
+        where.insert(0, "set_config(%s, %s, true) || set_config(%s, %s, true) IS NOT NULL")
+        params[:0] = [
+            bypass.RECORDED_UPDATE_EVENT,
+            json.dumps(carried, separators=(",", ":")),
+            bypass.RECORDED_UPDATE_KEY,
+            key,
+        ]
+    else:
+        _insert(event)  # first: the UPDATE's trigger recognises it as this connection's last
+    written = int(queryset.extra(where=where, params=params).update(**stamped))  # noqa: S610
     if not written:
         transaction.set_rollback(True)
     return written
