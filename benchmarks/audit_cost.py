@@ -271,8 +271,8 @@ def run_child(args: argparse.Namespace) -> int:
 def recorded_properly() -> None:
     """Every callvault variant's edit left its event, and none was taken for a write outside
     the application: a path that lost its events would look cheap."""
-    from callvault.audit.bypass import sweep_pending_changes
     from callvault.audit.models import ActorKind, AuditEvent
+    from callvault.audit.parked import sweep_pending_changes
 
     sweep_pending_changes()  # SQLite: what is still parked was not recorded by the application
     events = AuditEvent.objects.filter(object_type="benchorder")
@@ -421,7 +421,9 @@ def install_bypass(bypass: Any, vendor: str, table: str, *, check: bool = True) 
         recorded_updates=True,
         update_stamp="updated_at",
     )
-    bypass.AUDITED_TABLES = (*bypass.AUDITED_TABLES, spec)
+    from callvault.audit import audited
+
+    audited.AUDITED_TABLES = (*audited.AUDITED_TABLES, spec)
     statements: list[str] = bypass.spec_sql(vendor, spec)
     if not check:
         statements = [s for s in statements if f"{table}_recorded_update" in s]

@@ -118,7 +118,8 @@ def run_child(args: argparse.Namespace) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from callvault.audit.bypass import PG_BYPASS_FUNCTION, audited_table, drop_sql, spec_sql
+    from callvault.audit.audited import audited_table
+    from callvault.audit.bypass import PG_BYPASS_FUNCTION, drop_sql, spec_sql
     from callvault.lib.fakephones import fake_phone
     from callvault.orders.intake import Lead, LeadItem, do_create_order
     from conftest import make_project
@@ -239,7 +240,8 @@ def client_parts(args: argparse.Namespace, pk: int, backend_cpu: Callable[[], fl
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from callvault.audit.bypass import audited_table, drop_sql, spec_sql
+    from callvault.audit.audited import audited_table
+    from callvault.audit.bypass import drop_sql, spec_sql
     from callvault.audit.recorder import record_event
     from callvault.orders.actions import do_update_order
     from callvault.orders.models import Order

@@ -13,235 +13,30 @@ runs in text blanked, as the application does with free text).
   transaction (`txid`), and otherwise inserts the event itself. An UPDATE that carries its
   own event (`recorder.update_recorded`, an order's edit) has it written by an immediate
   trigger and queues nothing for COMMIT (RECORDED_UPDATE_KEY).
-- **SQLite** has no deferred triggers and no transaction ids: its triggers park each change in
-  `PendingChange`; an application event's insert deletes the parked rows of its object
-  (SQLITE_CLAIM_SQL), and `sweep_pending_changes` (called by the sealer) turns what is left
-  into events. An order's edit (`recorder.update_recorded`) inserts its event first and the
-  update trigger, recognising it, parks nothing (`_sqlite_recorded_update`). Its one
-  weakness, accepted for the embedded setup: an application event for an object also claims
-  a bypassing change to that object parked before it and not yet swept.
+- **SQLite** (`callvault/audit/parked.py`) has no deferred triggers and no transaction ids:
+  its triggers park each change, an application event's insert claims the parked changes of
+  its object, and the sealer sweeps what is left into events.
 
-Which object a table's rows belong to is what the application records as the event's object
-(see `AUDITED_TABLES`): items and comments are recorded on their order.
-A migration that rebuilds an audited table on SQLite (most AlterField/AddField do) drops its
-triggers, and new columns need new trigger SQL there: such a migration must run
-`reinstall(schema_editor, table)` afterwards (test_bypass checks that every table is covered).
+Which object a table's rows belong to, what is sealed and what is bookkeeping:
+`AUDITED_TABLES` (callvault/audit/audited.py). This module installs the triggers of both
+databases (`install_sql`, `reinstall`). A migration that rebuilds an audited table on SQLite
+(most AlterField/AddField do) drops its triggers, and new columns need new trigger SQL
+there: such a migration must run `reinstall(schema_editor, table)` afterwards (test_bypass
+checks that every table is covered).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 
-from callvault.audit.models import ActorKind, AuditEvent, PendingChange
-from callvault.vault.logfilter import PHONE_LIKE, redact
-
-CHANGED = "changed"
-# The object type of vault.rotate's batch events: re-sealing claims sealed-only changes.
-SEALED_COLUMN_OBJECT = "sealed_column"
-RESEAL = "RESEAL"
-# SQLite has no database users; unattributed events there name the database itself.
-SQLITE_ACTOR = "database"
-SWEEP_BATCH = 500
-
-
-@dataclass(frozen=True)
-class AuditedTable:
-    """A table the triggers watch and how its rows map onto the application's events."""
-
-    table: str
-    object_type: str
-    # The column holding the project id the application files the event under ("" = none).
-    project_column: str
-    # The column holding the object id the application records (the row's, or its parent's).
-    object_column: str = "id"
-    # Secrets: recorded as "changed", never their value.
-    sealed_columns: tuple[str, ...] = ()
-    # Bookkeeping the application changes without an event on purpose: left out of diffs,
-    # and a change to only these records nothing.
-    ignored_columns: tuple[str, ...] = ()
-    # "table.column" listing the object's other projects: events about it may be filed
-    # under any of them or none (users).
-    projects_from: str = ""
-    # The object id of the vault.rotate event that re-seals this table's sealed column.
-    resealed_by: str = ""
-    # PostgreSQL: one update that the statement making it also records, attested as
-    # described at ATTESTED_SETTING: (the columns it changes, the transition as a condition
-    # on OLD and NEW). Such an update queues no deferred call.
-    attested_update: tuple[tuple[str, ...], str] | None = None
-    # `recorder.update_recorded` may hand this table's UPDATEs their events: on PostgreSQL
-    # the UPDATE carries its event (RECORDED_UPDATE_KEY), on SQLite the event written just
-    # before it is recognised (_sqlite_recorded_update). Needs a project column, and the
-    # row's update-time column (`update_stamp`), which the write sets to the event's time.
-    recorded_updates: bool = False
-    update_stamp: str = ""
-
-
-# The mapping, read off the actions that write each table (orders/actions.py, queue.py,
-# setup_actions.py, accounts/actions.py, accounts/signals.py, vault/rotation.py).
-AUDITED_TABLES: tuple[AuditedTable, ...] = (
-    AuditedTable(
-        "orders_order",
-        "order",
-        "project_id",
-        # Ciphertext, its blind index, and the mask (it shows the last digits).
-        sealed_columns=("phone_sealed", "phone_index", "phone_mask"),
-        # The hold (locked_by, locked_until): every card view renews it (queue.extend_hold),
-        # it expires by itself within minutes, and the claim that sets it is the hottest
-        # statement in the call center: watching it cost the claim its deferred trigger
-        # (docs/benchmarks.md, queue claims). Who takes an order for good is assigned_to,
-        # which is watched. queue_rank: a queue-order change re-ranks waiting orders
-        # (actions.rank_statuses, recorded as the settings change); version/updated_at only
-        # accompany recorded edits.
-        ignored_columns=(
-            "locked_by_id",
-            "locked_until",
-            "queue_rank",
-            "version",
-            "updated_at",
-        ),
-        resealed_by="orders.Order.phone_sealed",
-        # Every edit of an order (orders/actions.py, _save_order) carries its event.
-        recorded_updates=True,
-        update_stamp="updated_at",
-    ),
-    # Items and comments are recorded as events of their order. (StatusChange is not
-    # watched: it is a report's copy of the order.status events, and it is written after
-    # them, which SQLite's claim-by-record_event cannot see.)
-    AuditedTable("orders_orderitem", "order", "project_id", object_column="order_id"),
-    AuditedTable("orders_comment", "order", "project_id", object_column="order_id"),
-    AuditedTable("orders_status", "status", "project_id", ignored_columns=("queue_rank",)),
-    AuditedTable("orders_product", "product", "project_id"),
-    AuditedTable("orders_worksettings", "work_settings", "project_id"),
-    # order_seq: every lead takes the next number (recorded as the order's creation).
-    AuditedTable("accounts_project", "project", "id", ignored_columns=("order_seq",)),
-    AuditedTable("accounts_membership", "membership", "project_id"),
-    # last_used_at: refreshed at most once a minute by authenticate_api_key.
-    AuditedTable(
-        "accounts_apikey",
-        "api_key",
-        "project_id",
-        sealed_columns=("secret_hash",),
-        ignored_columns=("last_used_at",),
-    ),
-    # Who may enter (accounts/policy.py, allowlist.py, support.py, twofactor.py).
-    AuditedTable("accounts_securitypolicy", "security_policy", "project_id"),
-    AuditedTable("accounts_rolepolicy", "role_policy", "project_id"),
-    AuditedTable("accounts_allowednetwork", "allowed_network", "project_id"),
-    # link_token_hash: the one-time link's secret, as a hash; it is still a credential.
-    AuditedTable(
-        "accounts_supportgrant", "support_grant", "project_id", sealed_columns=("link_token_hash",)
-    ),
-    # Passkeys are events of their user; sign_count and last_used_at move on every login.
-    AuditedTable(
-        "accounts_webauthncredential",
-        "user",
-        "",
-        object_column="user_id",
-        sealed_columns=("credential_id", "public_key"),
-        ignored_columns=("sign_count", "last_used_at"),
-        projects_from="accounts_membership.user_id",
-    ),
-    # Leak controls (callvault/guard): settings, quotas, alert rules, suspensions.
-    AuditedTable(
-        "guard_guardsettings",
-        "guard_settings",
-        "project_id",
-        # The webhook address may carry a chat bot's token in its path: a write outside the
-        # application records that it changed, never the address.
-        sealed_columns=("webhook_secret_sealed", "webhook_url"),
-        resealed_by="guard.GuardSettings.webhook_secret_sealed",
-    ),
-    AuditedTable("guard_quotarule", "quota_rule", "project_id"),
-    AuditedTable("guard_alertrule", "alert_rule", "project_id"),
-    AuditedTable("guard_suspension", "suspension", "project_id"),
-    # Telephony (callvault/telephony): settings, PBXs, SIP accounts, calls and their tokens.
-    AuditedTable(
-        "telephony_telephonysettings",
-        "telephony_settings",
-        "project_id",
-        sealed_columns=("secret_sealed",),
-        resealed_by="telephony.TelephonySettings.secret_sealed",
-    ),
-    # last_used_at: refreshed at most once a minute by the PBX endpoints' authentication.
-    AuditedTable(
-        "telephony_pbx",
-        "pbx",
-        "project_id",
-        sealed_columns=("secret_hash",),
-        ignored_columns=("last_used_at",),
-    ),
-    AuditedTable("telephony_sipaccount", "sip_account", "project_id", sealed_columns=("ha1",)),
-    # The token lookup's one statement spends the token, moves the call from new to dialing
-    # and records call.dial (telephony/actions.py, _SPEND_SQL): both updates are attested.
-    AuditedTable(
-        "telephony_call",
-        "call",
-        "project_id",
-        attested_update=(("state",), "OLD.state = 'new' AND NEW.state = 'dialing'"),
-    ),
-    # A token is an event of its call (call.start issues it, call.dial spends it): a used_at
-    # cleared outside the application, to dial a token twice, is caught here.
-    AuditedTable(
-        "telephony_calltoken",
-        "call",
-        "",
-        object_column="call_id",
-        sealed_columns=("token_hash",),
-        projects_from="telephony_call.id",
-        attested_update=(("used_at",), "OLD.used_at IS NULL AND NEW.used_at IS NOT NULL"),
-    ),
-    # Recordings and reviews are events of their call (recording.store/purge,
-    # call_review.create): a recording deleted or a score changed outside the application
-    # is what these catch.
-    AuditedTable("telephony_recording", "call", "project_id", object_column="call_id"),
-    AuditedTable("telephony_callreview", "call", "project_id", object_column="call_id"),
-    # Monitoring (callvault/monitoring): the policy, enrolment codes and devices. A code and a
-    # device token are kept as hashes, still credentials. What the agent's requests move on
-    # a device (last seen, its address, the last heartbeat's seq and time, the silence
-    # alert's mark) is bookkeeping; spans and screenshots are the agent's data, not
-    # decisions (their reading is recorded: timeline.view, screenshot.view).
-    AuditedTable("monitoring_monitoringpolicy", "monitoring_policy", "project_id"),
-    AuditedTable(
-        "monitoring_enrolmentcode", "enrolment_code", "project_id", sealed_columns=("code_hash",)
-    ),
-    AuditedTable(
-        "monitoring_device",
-        "device",
-        "project_id",
-        sealed_columns=("token_hash",),
-        ignored_columns=(
-            "last_seen_at",
-            "last_ip",
-            "last_seq",
-            "last_heartbeat_at",
-            "open_span_id",
-            "silence_alerted_at",
-        ),
-    ),
-    # Users belong to no project, but their events are filed under their project when they
-    # have one (logins, password resets).
-    AuditedTable(
-        "accounts_user",
-        "user",
-        "",
-        sealed_columns=("password",),
-        ignored_columns=("last_login",),
-        projects_from="accounts_membership.user_id",
-    ),
-)
-
-
-def audited_table(table: str) -> AuditedTable:
-    """The spec of one audited table."""
-    return next(spec for spec in AUDITED_TABLES if spec.table == table)
-
+from callvault.audit import parked
+from callvault.audit.audited import AUDITED_TABLES as AUDITED_TABLES  # migrations name it here
+from callvault.audit.audited import DATE_OR_TIME, audited_table, ident, literal
+from callvault.audit.audited import AuditedTable as AuditedTable  # and the benchmarks this
+from callvault.vault.logfilter import PHONE_LIKE
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
@@ -312,13 +107,6 @@ BEGIN
 END
 $$;
 """  # noqa: S608 (this module's constants)
-
-# Dates and times as the database renders them: left as they are, since the phone pattern
-# would blank them and they cannot carry a number.
-DATE_OR_TIME = (
-    r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d(:?\d\d)?|Z)?)?"
-    r"|\d\d:\d\d(:\d\d(\.\d+)?)?"
-)
 
 # Phone-shaped runs blanked as vault.logfilter.redact does (both patterns mean the same to
 # PostgreSQL's regular expressions as to Python's), in every text value but dates and times.
@@ -468,20 +256,9 @@ PG_DROP_FUNCTIONS = (
 )
 
 
-def _literal(value: str) -> str:
-    """A SQL string literal (the values come from migrations, never from users)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        raise ValueError(f"not a plain identifier: {name!r}")
-    return f'"{name}"'
-
-
 def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[str]:
     args = ", ".join(
-        _literal(a)
+        literal(a)
         for a in (
             spec.object_type,
             spec.object_column,
@@ -502,16 +279,16 @@ def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[
     # trip through jsonb, would only queue a call that finds no change to record.
     present = [c for c in spec.ignored_columns if c in columns]
     if present:
-        kept = ", ".join(f"{_literal(c)}, OLD.{_ident(c)}" for c in present)
+        kept = ", ".join(f"{literal(c)}, OLD.{ident(c)}" for c in present)
         unchanged = f"OLD IS DISTINCT FROM jsonb_populate_record(NEW, jsonb_build_object({kept}))"
     else:
         unchanged = "OLD.* IS DISTINCT FROM NEW.*"
     if spec.attested_update:
         columns, transition = spec.attested_update
-        rest = "ARRAY[" + ", ".join(_literal(c) for c in columns) + "]"
+        rest = "ARRAY[" + ", ".join(literal(c) for c in columns) + "]"
         attested = (
-            f"COALESCE(current_setting({_literal(ATTESTED_SETTING)}, true), '') = "
-            f"{_literal(spec.object_type + ':')} || NEW.{_ident(spec.object_column)}"
+            f"COALESCE(current_setting({literal(ATTESTED_SETTING)}, true), '') = "
+            f"{literal(spec.object_type + ':')} || NEW.{ident(spec.object_column)}"
         )
         # IS NOT TRUE: a NULL anywhere in it leaves the update watched.
         unchanged = (
@@ -524,19 +301,19 @@ def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[
             raise ValueError(f"{table}: recorded updates need a project column")
         # NULL (never set) or "" (spent) matches nothing.
         key = (
-            f"current_setting({_literal(RECORDED_UPDATE_KEY)}, true) = "
-            f"{_literal(spec.object_type + ':')} || NEW.{_ident(spec.project_column)} "
-            f"|| ':' || NEW.{_ident(spec.object_column)}"
+            f"current_setting({literal(RECORDED_UPDATE_KEY)}, true) = "
+            f"{literal(spec.object_type + ':')} || NEW.{ident(spec.project_column)} "
+            f"|| ':' || NEW.{ident(spec.object_column)}"
         )
         # The key first: it is cheap, and a carried edit then skips the comparison (a WHEN's
         # conditions run in order and stop at the first false one).
         unchanged = f"({key}) IS NOT TRUE AND ({unchanged})"
         recorded = [
-            f"CREATE TRIGGER {table}_recorded_update AFTER UPDATE ON {_ident(table)} "
+            f"CREATE TRIGGER {table}_recorded_update AFTER UPDATE ON {ident(table)} "
             f"FOR EACH ROW WHEN ({key}) EXECUTE FUNCTION {PG_RECORDED_UPDATE}()"
         ]
     deferred = "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
-    t = _ident(table)
+    t = ident(table)
     return [
         f"CREATE CONSTRAINT TRIGGER {table}_bypass_write AFTER INSERT OR DELETE ON {t} "
         f"{deferred} EXECUTE FUNCTION {PG_FUNCTION}({args})",
@@ -546,117 +323,9 @@ def _pg_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[
     ]
 
 
-# --- SQLite ---------------------------------------------------------------------------------
-
-SQLITE_MAX_COLUMNS = 60  # json_object takes at most 127 arguments
-
-
 def _table_columns(table: str) -> list[str]:
     with connection.cursor() as cursor:
         return [col.name for col in connection.introspection.get_table_description(cursor, table)]
-
-
-def _sqlite_row(columns: Sequence[str], spec: AuditedTable, row: str, other: str | None) -> str:
-    """json_object of a row's watched columns; a sealed one as {"sealed": 1} when it differs
-    from `other` (or, for an insert or delete, when it holds anything), else {"sealed": 0}."""
-    parts = []
-    for name in columns:
-        col = _ident(name)
-        if name in spec.sealed_columns:
-            if other is None:
-                differs = f"COALESCE({row}.{col}, '') <> ''"
-            else:
-                differs = f"{row}.{col} IS NOT {other}.{col}"
-            value = f"json_object('sealed', CASE WHEN {differs} THEN 1 ELSE 0 END)"
-        else:
-            value = f"{row}.{col}"
-        parts.append(f"{_literal(name)}, {value}")
-    return "json_object(" + ", ".join(parts) + ")"
-
-
-# An application event claims the parked changes of its object as it is inserted (the
-# trigger replaces a DELETE statement after every event). Sweeps insert unattributed events
-# from parked rows, batch by batch: those claim nothing. Re-seal events (SEALED_COLUMN_OBJECT)
-# claim by table, in `claim_reseals`.
-SQLITE_CLAIM_TRIGGER = "audit_auditevent_claims_parked"
-SQLITE_CLAIM_SQL = f"""
-CREATE TRIGGER {SQLITE_CLAIM_TRIGGER} AFTER INSERT ON audit_auditevent
-WHEN NEW.actor_kind <> {_literal(ActorKind.UNATTRIBUTED)} AND NEW.object_id <> ''
-BEGIN
-    DELETE FROM audit_pendingchange
-    WHERE object_type = NEW.object_type AND object_id = NEW.object_id;
-END
-"""  # noqa: S608 (constants, no input)
-
-
-# SQLite's recorded update (`recorder.update_recorded`): the application inserts the event
-# first and then writes the row, setting its update stamp to the event's time. The update
-# trigger parks nothing when the connection's last INSERT (`last_insert_rowid()`, this
-# connection's alone) is an application event about this row, in its project, whose time
-# is the stamp this UPDATE has just set. No parked row and no claim: two writes fewer per
-# edit. Any other write is parked as before: a later UPDATE of the row that leaves the stamp
-# alone or sets another time, or one after another INSERT. Like a key set by hand on
-# PostgreSQL, a session that inserts an event itself and then writes the row with that
-# event's time hides the write behind the event it chose, which shows in the History.
-def _sqlite_recorded_update(spec: AuditedTable) -> str:
-    if not (spec.project_column and spec.update_stamp):
-        raise ValueError(f"{spec.table}: recorded updates need a project and a stamp column")
-    stamp = _ident(spec.update_stamp)
-    return (
-        f"NEW.{stamp} IS NOT OLD.{stamp} AND EXISTS (SELECT 1 FROM audit_auditevent e "  # noqa: S608
-        f"WHERE e.id = last_insert_rowid() AND e.created_at = NEW.{stamp} "
-        f"AND e.object_type = {_literal(spec.object_type)} "
-        f"AND e.object_id = CAST(NEW.{_ident(spec.object_column)} AS TEXT) "
-        f"AND e.project_id = NEW.{_ident(spec.project_column)} "
-        f"AND e.actor_kind <> {_literal(ActorKind.UNATTRIBUTED)})"
-    )
-
-
-def _sqlite_install(table: str, spec: AuditedTable, columns: Sequence[str]) -> list[str]:
-    watched = [c for c in columns if c not in spec.ignored_columns]
-    if len(watched) > SQLITE_MAX_COLUMNS:
-        raise ValueError(f"{table}: too many columns for one json_object")
-    plain = [c for c in watched if c not in spec.sealed_columns]
-    sealed = [c for c in watched if c in spec.sealed_columns]
-
-    def differs(names: Iterable[str]) -> str:
-        return " OR ".join(f"OLD.{_ident(c)} IS NOT NEW.{_ident(c)}" for c in names) or "0"
-
-    def insert(operation: str, row: str, before: str, after: str) -> str:
-        project = f"{row}.{_ident(spec.project_column)}" if spec.project_column else "NULL"
-        # Names and literals from the migration's spec (quoted), no input.
-        return (
-            "INSERT INTO audit_pendingchange (created_at, table_name, operation, project_id, "  # noqa: S608
-            "object_type, object_id, before, after) VALUES ("
-            f"strftime('%Y-%m-%d %H:%M:%f', 'now'), {_literal(table)}, {operation}, "
-            f"{project}, {_literal(spec.object_type)}, "
-            f"CAST({row}.{_ident(spec.object_column)} AS TEXT), {before}, {after});"
-        )
-
-    t = _ident(table)
-    # A change to sealed columns only is a re-seal candidate (vault.rotate claims those).
-    operation = f"CASE WHEN {differs(plain)} THEN 'UPDATE' ELSE '{RESEAL}' END"
-    if not spec.resealed_by:
-        operation = "'UPDATE'"
-    watch = differs(plain + sealed)
-    if spec.recorded_updates:
-        watch = f"({watch}) AND NOT ({_sqlite_recorded_update(spec)})"
-    return [
-        f"CREATE TRIGGER {table}_bypass_insert AFTER INSERT ON {t} BEGIN "
-        + insert("'INSERT'", "NEW", "NULL", _sqlite_row(watched, spec, "NEW", None))
-        + " END",
-        f"CREATE TRIGGER {table}_bypass_update AFTER UPDATE ON {t} WHEN {watch} BEGIN "
-        + insert(
-            operation,
-            "NEW",
-            _sqlite_row(watched, spec, "OLD", "OLD"),
-            _sqlite_row(watched, spec, "NEW", "OLD"),
-        )
-        + " END",
-        f"CREATE TRIGGER {table}_bypass_delete AFTER DELETE ON {t} BEGIN "
-        + insert("'DELETE'", "OLD", _sqlite_row(watched, spec, "OLD", None), "NULL")
-        + " END",
-    ]
 
 
 # --- Both -----------------------------------------------------------------------------------
@@ -698,7 +367,7 @@ def install_sql(
     if vendor == "postgresql":
         return _pg_install(table, spec, list(columns or _table_columns(table)))
     if vendor == "sqlite":
-        return _sqlite_install(table, spec, list(columns or _table_columns(table)))
+        return parked.install_sql(table, spec, list(columns or _table_columns(table)))
     raise ValueError(f"no bypass triggers for {vendor}")
 
 
@@ -706,10 +375,10 @@ def drop_sql(vendor: str, table: str) -> list[str]:
     """The statements that remove one table's bypass triggers."""
     if vendor == "postgresql":
         return [
-            f"DROP TRIGGER IF EXISTS {table}_{kind} ON {_ident(table)}"
+            f"DROP TRIGGER IF EXISTS {table}_{kind} ON {ident(table)}"
             for kind in ("bypass_write", "bypass_update", "recorded_update")
         ]
-    return [f"DROP TRIGGER IF EXISTS {table}_bypass_{op}" for op in ("insert", "update", "delete")]
+    return parked.drop_sql(table)
 
 
 def spec_sql(vendor: str, spec: AuditedTable, columns: Sequence[str] | None = None) -> list[str]:
@@ -748,103 +417,3 @@ def uninstall(schema_editor: Any, *tables: str) -> None:
     for table in tables:
         for statement in drop_sql(schema_editor.connection.vendor, table):
             schema_editor.execute(statement, params=None)
-
-
-# --- The SQLite claim and sweep -------------------------------------------------------------
-
-
-def claim_reseals(object_id: str) -> None:
-    """SQLite: a vault.rotate event (SEALED_COLUMN_OBJECT) accounts for the re-seals parked
-    on the tables whose sealed column it names. Other events claim their object's parked
-    changes by themselves (SQLITE_CLAIM_SQL). Called by record_event."""
-    tables = [s.table for s in AUDITED_TABLES if s.resealed_by == object_id]
-    if connection.vendor != "sqlite" or not tables:
-        return
-    with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(
-                "DELETE FROM audit_pendingchange WHERE operation = %s AND table_name = %s",
-                [RESEAL, table],
-            )
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str) and not re.fullmatch(DATE_OR_TIME, value):
-        return redact(value)
-    return value
-
-
-def _is_sealed_marker(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"sealed"}
-
-
-def pending_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
-    """{column: [before, after]} of a parked change, sealed columns as "changed"."""
-    old, new = before or {}, after or {}
-    changes: dict[str, Any] = {}
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if _is_sealed_marker(a) or _is_sealed_marker(b):
-            if (a or {}).get("sealed") or (b or {}).get("sealed"):
-                changes[name] = CHANGED
-            continue
-        if a == b or (not (before and after) and a in (None, "") and b in (None, "")):
-            continue
-        changes[name] = [_redacted(a), _redacted(b)]
-    return changes
-
-
-def _action(row: PendingChange) -> str:
-    spec = next((s for s in AUDITED_TABLES if s.table == row.table_name), None)
-    verb = {"INSERT": "created", "DELETE": "deleted"}.get(row.operation, "changed")
-    if spec is not None and spec.object_column != "id":
-        verb = "changed"
-    return f"{row.object_type}.{verb}_outside_app"
-
-
-def _event(row: PendingChange) -> AuditEvent | None:
-    changes = pending_diff(row.before, row.after)
-    if not changes:
-        return None
-    source = row.after or row.before or {}
-    return AuditEvent(
-        created_at=row.created_at,
-        project_id=row.project_id,
-        actor_kind=ActorKind.UNATTRIBUTED,
-        actor_id=SQLITE_ACTOR,
-        actor_name=SQLITE_ACTOR,
-        action=_action(row),
-        object_type=row.object_type,
-        object_id=row.object_id,
-        object_repr=f"{row.object_type} {row.object_id}"[:200],
-        changes=changes,
-        extra={
-            "table": row.table_name,
-            "operation": "UPDATE" if row.operation == RESEAL else row.operation,
-            "row": source.get("id"),
-        },
-    )
-
-
-def sweep_pending_changes(older_than_seconds: float = 0) -> int:
-    """SQLite: turn parked changes nobody claimed into unattributed events; how many.
-
-    On SQLite a writer holds the database's write lock until it commits and nobody sees its
-    parked rows before, so every visible row is final: the default age is 0. PostgreSQL
-    records in its triggers and parks nothing: 0.
-    """
-    if connection.vendor != "sqlite":
-        return 0
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    recorded = 0
-    while True:
-        with transaction.atomic():
-            rows = list(
-                PendingChange.objects.filter(created_at__lte=cutoff).order_by("id")[:SWEEP_BATCH]
-            )
-            events = [e for e in map(_event, rows) if e is not None]
-            AuditEvent.objects.bulk_create(events)
-            PendingChange.objects.filter(pk__in=[r.pk for r in rows]).delete()
-        recorded += len(events)
-        if len(rows) < SWEEP_BATCH:
-            return recorded

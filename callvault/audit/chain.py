@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import RECORDED_COLUMNS, ChainHead, ChainLink
+from callvault.audit.parked import sweep_pending_changes
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = 0

@@ -102,7 +102,7 @@ class PendingChange(models.Model):
 
     SQLite has neither deferred triggers nor transaction ids, so its triggers park every
     change to an audited table here; inserting an application event removes the rows of
-    its object (a trigger, bypass.SQLITE_CLAIM_SQL), and the sealer turns whatever is left
+    its object (a trigger, parked.SQLITE_CLAIM_SQL), and the sealer turns whatever is left
     (a raw-SQL write, a forgotten `QuerySet.update()`) into an "unattributed" event.
     PostgreSQL does not use this table: its deferred triggers check the event table directly.
     """

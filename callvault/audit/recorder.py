@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from callvault.audit import bypass
+from callvault.audit import audited, bypass, parked
 from callvault.audit.context import current
 from callvault.audit.models import RECORDED_COLUMNS, AuditEvent
 
@@ -189,9 +189,9 @@ def _insert(values: dict[str, Any]) -> AuditEvent:
         cursor.execute(_INSERT, _insert_params(values))
         (event_id,) = cursor.fetchone()
     # SQLite: the event's insert claimed the changes parked for its object
-    # (bypass.SQLITE_CLAIM_SQL); a re-seal claims those of its tables.
-    if values["object_type"] == bypass.SEALED_COLUMN_OBJECT:
-        bypass.claim_reseals(values["object_id"])
+    # (parked.SQLITE_CLAIM_SQL); a re-seal claims those of its tables.
+    if values["object_type"] == audited.SEALED_COLUMN_OBJECT:
+        parked.claim_reseals(values["object_id"])
     return AuditEvent(id=event_id, txid=None, **values)
 
 
@@ -210,7 +210,7 @@ def update_recorded(
     """`queryset.update(**values)` for one object's row (the queryset picks it by primary
     key, maybe with a version check) and the event recording `action` about it, when the row
     was written. Returns the number of rows written. Only for a table whose spec in
-    `bypass.AUDITED_TABLES` has `recorded_updates`, and inside `transaction.atomic()`: when no
+    `audited.AUDITED_TABLES` has `recorded_updates`, and inside `transaction.atomic()`: when no
     row was written (the version check refused it), the atomic block is marked for rollback.
     The row's update stamp (the spec's `update_stamp`) is the event's time: the one in
     `values`, or now.
@@ -223,14 +223,14 @@ def update_recorded(
     (docs/benchmarks.md, audit cost). A row the WHERE refused writes no event, and the
     settings it may have set go with the rollback. On SQLite the event is inserted first and
     the UPDATE right after it: its trigger recognises the event and parks nothing
-    (bypass._sqlite_recorded_update); a refused write takes the event back with the rollback.
+    (parked._recorded_update); a refused write takes the event back with the rollback.
     """
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError(
             "update_recorded runs inside transaction.atomic(): a refused write rolls back"
         )
     table = queryset.model._meta.db_table
-    spec = next((s for s in bypass.AUDITED_TABLES if s.table == table), None)
+    spec = next((s for s in audited.AUDITED_TABLES if s.table == table), None)
     if spec is None or not spec.recorded_updates or spec.object_type != object_type:
         raise ValueError(f"{table} does not take recorded updates of {object_type!r} objects")
     if queryset.db != connection.alias or project_id is None:

@@ -43,7 +43,7 @@ def test_removing_a_range_records_what_it_was(project):
 def test_no_change_is_left_unattributed(project, operator):
     """Committed for real, so PostgreSQL's deferred triggers run; SQLite's parked rows are
     swept."""
-    from callvault.audit.bypass import sweep_pending_changes
+    from callvault.audit.parked import sweep_pending_changes
 
     row, _ = do_add_network(project, "192.0.2.0/24", "Office", membership=operator)
     do_remove_network(row)

@@ -8,8 +8,8 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client
 
 from callvault.accounts.models import User
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.parked import sweep_pending_changes
 from conftest import PASSWORD, password_login
 
 # Real commits, so PostgreSQL's deferred triggers fire.

@@ -11,8 +11,8 @@ from django.test import Client
 from callvault.accounts.models import SupportGrant
 from callvault.accounts.stepup import SESSION_KEY
 from callvault.accounts.support import do_create_support_account
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.parked import sweep_pending_changes
 from conftest import PASSWORD, login
 
 pytestmark = pytest.mark.django_db(transaction=True)

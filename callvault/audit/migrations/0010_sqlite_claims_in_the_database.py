@@ -1,19 +1,19 @@
 """SQLite: an event's insert claims the changes parked for its object (a trigger on the event
 table instead of a DELETE after every event), and an order's edit that follows its event is
-recognised and parks nothing (callvault/audit/bypass.py, SQLITE_CLAIM_SQL and
-_sqlite_recorded_update)."""
+recognised and parks nothing (callvault/audit/parked.py, SQLITE_CLAIM_SQL and
+_recorded_update)."""
 
 from typing import Any
 
 from django.db import migrations
 
-from callvault.audit import bypass
+from callvault.audit import bypass, parked
 
 
 def install(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "sqlite":
         return
-    schema_editor.execute(bypass.SQLITE_CLAIM_SQL, params=None)
+    schema_editor.execute(parked.SQLITE_CLAIM_SQL, params=None)
     tables = [spec.table for spec in bypass.AUDITED_TABLES if spec.recorded_updates]
     bypass.reinstall(schema_editor, *tables)
 
@@ -21,7 +21,7 @@ def install(apps: Any, schema_editor: Any) -> None:
 def uninstall(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "sqlite":
         return
-    schema_editor.execute(f"DROP TRIGGER IF EXISTS {bypass.SQLITE_CLAIM_TRIGGER}", params=None)
+    schema_editor.execute(f"DROP TRIGGER IF EXISTS {parked.SQLITE_CLAIM_TRIGGER}", params=None)
 
 
 class Migration(migrations.Migration):

@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from callvault.accounts.actions import do_reset_password
 from callvault.accounts.models import ApiKey, Membership, Project
-from callvault.audit.bypass import AUDITED_TABLES, SQLITE_CLAIM_TRIGGER, sweep_pending_changes
+from callvault.audit.audited import AUDITED_TABLES
 from callvault.audit.context import Actor, acting_as
 from callvault.audit.models import ActorKind, AuditEvent, PendingChange
+from callvault.audit.parked import SQLITE_CLAIM_TRIGGER, sweep_pending_changes
 from callvault.audit.recorder import record_event
 from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.actions import do_add_item, do_change_status, do_update_order

@@ -12,9 +12,10 @@ from django.db import DataError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from callvault.audit.bypass import RECORDED_UPDATE_EVENT, RECORDED_UPDATE_KEY, sweep_pending_changes
+from callvault.audit.bypass import RECORDED_UPDATE_EVENT, RECORDED_UPDATE_KEY
 from callvault.audit.context import Actor, AuditContext, new_request_id, use_context
 from callvault.audit.models import RECORDED_COLUMNS, ActorKind, AuditEvent, PendingChange
+from callvault.audit.parked import sweep_pending_changes
 from callvault.audit.recorder import record_event, update_recorded
 from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.actions import do_update_order
@@ -298,7 +299,7 @@ def test_sqlite_an_unattributed_event_covers_nothing_and_claims_nothing(
 ) -> None:
     # The sweep inserts unattributed events batch by batch: were they claims, a batch would
     # take the parked changes of its objects that the next batch has not recorded yet.
-    monkeypatch.setattr("callvault.audit.bypass.SWEEP_BATCH", 2)
+    monkeypatch.setattr("callvault.audit.parked.SWEEP_BATCH", 2)
     for town in ("Tver", "Tula", "Omsk", "Perm", "Ufa"):
         sql("UPDATE orders_order SET address = %s WHERE id = %s", [town, order.pk])
     assert sweep_pending_changes() == 5

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.parked import sweep_pending_changes
 from callvault.guard.models import GuardSettings
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -247,8 +247,8 @@ def test_the_secret_is_sealed_and_bound_to_its_project(owner, outsider):
 def test_a_key_rotation_reseals_the_secret_as_a_recorded_rotation(owner, own_ring):
     from django.core.management import call_command
 
-    from callvault.audit.bypass import sweep_pending_changes
     from callvault.audit.models import AuditEvent
+    from callvault.audit.parked import sweep_pending_changes
 
     secret = configure(owner.project, "https://example.com/hook")
     before = GuardSettings.objects.get(project=owner.project).webhook_secret_sealed

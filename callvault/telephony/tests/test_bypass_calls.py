@@ -11,8 +11,8 @@ import pytest
 from django.db import connection, transaction
 
 from callvault.accounts.models import Membership
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.models import ActorKind, AuditEvent
+from callvault.audit.parked import sweep_pending_changes
 from callvault.audit.tests.bypass_support import bypass_calls, sql
 from callvault.orders.models import Order
 from callvault.telephony.models import Call, CallToken, Pbx, SipAccount

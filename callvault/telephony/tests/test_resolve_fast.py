@@ -21,9 +21,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from callvault.accounts.models import Membership
-from callvault.audit.bypass import sweep_pending_changes
 from callvault.audit.context import Actor, acting_as
 from callvault.audit.models import AuditEvent
+from callvault.audit.parked import sweep_pending_changes
 from callvault.orders.models import Order
 from callvault.orders.tests.support import HttpsClient
 from callvault.telephony.actions import do_start_call
