@@ -68,7 +68,7 @@ def test_a_refused_key_is_recorded_with_the_reason_and_noticed_once(project, api
     )
     assert event.extra == {"prefix": key.prefix, "reason": "address", "ip": OUTSIDE}
     assert event.actor_kind == "anonymous"
-    assert api_key.rsplit("_", 1)[-1] not in str(event.extra)
+    assert api_key.split("_", 2)[2] not in str(event.extra)  # the random part (may hold "_")
     notice = SecurityNotice.objects.get()
     assert notice.params == {"user": f"cvk_{key.prefix}_… (Landing)", "ip": OUTSIDE}
 
