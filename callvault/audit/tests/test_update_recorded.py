@@ -310,16 +310,7 @@ def test_sqlite_an_unattributed_event_covers_nothing_and_claims_nothing(
     assert last is not None
     stamp = connection.ops.adapt_datetimefield_value(last.created_at)
     with transaction.atomic():
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    **{
-                        **{c: getattr(last, c) for c in RECORDED_COLUMNS},
-                        "object_id": str(order.pk),
-                    }
-                )
-            ]
-        )
+        AuditEvent.objects.create(**{c: getattr(last, c) for c in RECORDED_COLUMNS})
         sql(
             "UPDATE orders_order SET address = 'Kazan', updated_at = %s WHERE id = %s",
             [stamp, order.pk],
